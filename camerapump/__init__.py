@@ -1,0 +1,72 @@
+"""camerapump: asyncio-native camera streaming that never hangs and never serves a stale frame.
+
+>>> async with camerapump.open_pump(camerapump.Source.rtsp(url)) as pump:   # doctest: +SKIP
+...     async for frame in pump:
+...         ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from ._camera import Camera, StreamEnded, open_camera
+from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
+from ._devices import list_devices
+from ._errors import (
+    AuthenticationFailed,
+    CameraError,
+    ConnectionFailed,
+    DeviceBusy,
+    DeviceNotFound,
+    FormatNotSupported,
+    PermissionDenied,
+    StreamTimeout,
+)
+from ._frame import Frame
+from ._pump import Pump, PumpStatistics, open_pump
+from ._source import TEST_PATTERNS, Source
+from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PIXEL_FORMATS",
+    "TEST_PATTERNS",
+    "AuthenticationFailed",
+    "Camera",
+    "CameraError",
+    "Connected",
+    "Connecting",
+    "ConnectionFailed",
+    "DeviceBusy",
+    "DeviceNotFound",
+    "FormatNotSupported",
+    "Frame",
+    "GaveUp",
+    "PermissionDenied",
+    "Pump",
+    "PumpStatistics",
+    "PumpStatus",
+    "ReconnectPolicy",
+    "Reconnecting",
+    "Source",
+    "StreamConfig",
+    "StreamEnded",
+    "StreamFormat",
+    "StreamTimeout",
+    "backoff_delay",
+    "list_devices",
+    "open_camera",
+    "open_pump",
+]
+
+# Reprs and tracebacks show the public path (camerapump.Source, not camerapump._source.Source).
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        with contextlib.suppress(AttributeError, TypeError):
+            _obj.__module__ = __name__
+del _name, _obj
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,273 @@
+"""The ``camerapump`` command line: ``watch`` (and ``devices``).
+
+Exit codes: 0 ok, 1 runtime failure (a typed error, one line), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig
+from ._devices import list_devices
+from ._errors import CameraError
+from ._pump import open_pump
+from ._source import Source
+from ._status import PumpStatus
+
+__all__ = ["main"]
+
+EXAMPLES = """\
+examples:
+  camerapump watch                         first camera, else the test pattern
+  camerapump watch test:smptebars --frames 100
+  camerapump watch rtsp://user:pass@192.0.2.10/stream1 --json
+  camerapump watch /dev/video0 --size 1280x720 --fps 30
+  camerapump watch clip.mp4 --seconds 5
+"""
+
+
+class _UsageError(Exception):
+    """A command-line mistake: exit status 2."""
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size is WIDTHxHEIGHT, e.g. 1280x720, not {text!r}"
+        ) from None
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0: {text!r}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"camerapump: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for the docs and tests)."""
+    parser = _Parser(
+        prog="camerapump",
+        description="Stream cameras, RTSP streams, files and test patterns; newest frames first.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    watch = commands.add_parser(
+        "watch",
+        help="stream a source and show live figures (fps, frame age, drops, status)",
+        description="Stream SOURCE and show live figures until Ctrl-C, --frames or --seconds.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    watch.add_argument(
+        "source",
+        nargs="?",
+        help="rtsp://..., a camera index or /dev/videoN, usb:NAME, test:[PATTERN] or a file "
+        "(default: the first camera, else the test pattern)",
+    )
+    watch.add_argument("--frames", type=_positive(int), help="stop after N frames")
+    watch.add_argument("--seconds", type=_positive(float), help="stop after S seconds")
+    watch.add_argument("--json", action="store_true", help="one JSON line a second (for scripts)")
+    watch.add_argument("--size", type=_parse_size, help="ask for WIDTHxHEIGHT")
+    watch.add_argument("--fps", type=_positive(float), help="ask for this frame rate")
+    watch.add_argument("--pixel-format", choices=PIXEL_FORMATS, default="bgr24")
+    watch.add_argument("--input-format", help="USB wire format, e.g. mjpeg or yuyv422")
+    watch.add_argument("--udp", action="store_true", help="RTSP over UDP (default TCP)")
+    watch.add_argument("--no-reconnect", action="store_true", help="stop at the first error")
+
+    devices = commands.add_parser("devices", help="list attached cameras")
+    devices.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _default_source() -> Source:
+    for device in list_devices():
+        return Source.usb(getattr(device, "path", device))
+    return Source.test()
+
+
+def _source_from(args: argparse.Namespace) -> Source:
+    if args.source is None:
+        return _default_source()
+    try:
+        source = Source.parse(args.source)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    if args.udp and source.kind == "rtsp":
+        source = Source.rtsp(str(source.target), transport="udp")
+    return source
+
+
+def _config_from(args: argparse.Namespace) -> StreamConfig:
+    width, height = args.size if args.size else (None, None)
+    try:
+        return StreamConfig(width, height, args.fps, args.pixel_format, args.input_format)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+class _Figures:
+    """Rolling figures of a watch session."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.frames = 0
+        self.window: list[float] = []
+        self.last_age = 0.0
+        self.last_sequence = -1
+        self.gaps = 0
+        self.last_status = ""
+
+    def add(self, sequence: int, captured_at: float) -> None:
+        now = time.monotonic()
+        self.frames += 1
+        self.window.append(now)
+        cutoff = now - 1.0
+        while self.window and self.window[0] < cutoff:
+            self.window.pop(0)
+        self.last_age = now - captured_at
+        if self.last_sequence >= 0 and sequence > self.last_sequence + 1:
+            self.gaps += sequence - self.last_sequence - 1
+        self.last_sequence = sequence
+
+    @property
+    def fps(self) -> float:
+        return float(len(self.window))
+
+
+async def _watch(args: argparse.Namespace, out: TextIO) -> int:
+    source = _source_from(args)
+    config = _config_from(args)
+    policy = None if args.no_reconnect else ReconnectPolicy()
+    figures = _Figures()
+    interactive = out.isatty() and not args.json
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    print(f"camerapump: opening {source}", file=sys.stderr)
+    async with open_pump(source, config, policy=policy) as pump:
+        print(f"camerapump: {source} open: {pump.format}", file=sys.stderr)
+
+        def status_events() -> list[PumpStatus]:
+            events = []
+            while not pump.status.empty():
+                events.append(pump.status.get_nowait())
+            return events
+
+        def report(final: bool = False) -> None:
+            stats = pump.statistics()
+            events = status_events()
+            if events:
+                figures.last_status = repr(events[-1])
+            if args.json:
+                record = {
+                    "t": round(time.monotonic() - figures.started, 3),
+                    "source": str(source),
+                    "state": stats.state,
+                    "frames": figures.frames,
+                    "fps": figures.fps,
+                    "frame_age_ms": round(figures.last_age * 1000, 3),
+                    "dropped": stats.frames_dropped,
+                    "decoded": stats.frames_decoded,
+                    "reconnects": stats.reconnects,
+                    "format": str(stats.format) if stats.format else None,
+                    "events": [repr(e) for e in events],
+                }
+                out.write(json.dumps(record) + "\n")
+            else:
+                line = (
+                    f"{stats.state:<12} {figures.fps:5.1f} fps  frames {figures.frames:6d}  "
+                    f"age {figures.last_age * 1000:6.1f} ms  dropped {stats.frames_dropped:5d}  "
+                    f"reconnects {stats.reconnects}  {figures.last_status}"
+                )
+                out.write(("\r" + line + "\x1b[K") if interactive and not final else line + "\n")
+            out.flush()
+
+        next_report = time.monotonic() + 1.0
+        frames = pump.__aiter__()
+        while True:
+            if figures.frames and args.frames is not None and figures.frames >= args.frames:
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            wait = next_report - now
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            try:
+                frame = await asyncio.wait_for(frames.__anext__(), timeout=max(0.0, wait))
+            except TimeoutError:
+                frame = None
+            except StopAsyncIteration:
+                break
+            if frame is not None:
+                figures.add(frame.sequence, frame.captured_at)
+            if time.monotonic() >= next_report:
+                report()
+                next_report += 1.0
+        report(final=True)
+    return 0
+
+
+def _devices(args: argparse.Namespace, out: TextIO) -> int:
+    devices = list_devices()
+    if args.json:
+        out.write(json.dumps([str(getattr(d, "path", d)) for d in devices]) + "\n")
+    elif not devices:
+        out.write("no cameras found\n")
+    else:
+        for device in devices:
+            out.write(f"{getattr(device, 'path', device)}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="camerapump: %(levelname)s %(message)s",
+    )
+    try:
+        if args.command == "watch":
+            with contextlib.suppress(KeyboardInterrupt):
+                return asyncio.run(_watch(args, sys.stdout))
+            return 0
+        return _devices(args, sys.stdout)
+    except _UsageError as exc:
+        print(f"camerapump: error: {exc}", file=sys.stderr)
+        return 2
+    except CameraError as exc:
+        if args.debug:
+            raise
+        print(f"camerapump: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""The decode thread: one per pump, owner of the PyAV container from open to close.
+
+The thread runs sessions on request.  A session opens the source, negotiates,
+reads and decodes until the source ends, fails, is aborted (stall watchdog) or
+the worker is stopped, and closes the container itself, so no other thread
+ever touches it (closing a container from another thread while it is inside
+``demux`` is a use-after-free in FFmpeg).  Every blocking read is bounded by
+PyAV's read timeout, so stop and abort requests are seen within about half a
+second.  Results go to a :class:`Sink`; the asyncio pump's sink hands them to
+the event loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import av
+import numpy as np
+import numpy.typing as npt
+import av.error
+from av.container import InputContainer
+from av.packet import Packet
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from ._backend import guard, negotiate, open_input, translate
+from ._config import StreamConfig, StreamFormat
+from ._errors import CameraError, ConnectionFailed, StreamTimeout
+from ._frame import Frame
+from ._source import Source
+
+__all__ = ["SessionEnd", "Sink", "Worker"]
+
+logger = logging.getLogger("camerapump")
+
+_thread_ids = itertools.count(1)
+# A paced source that falls this far behind its own clock re-anchors instead of
+# racing to catch up (after a pause, a seek, a slow machine).
+_RESYNC_AFTER = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    """How a session ended.
+
+    Attributes:
+        error: ``None`` for a normal end (a finite source ended, or a stop);
+            otherwise the typed error.
+        reason: The machine-readable reason for status events, or ``None``.
+    """
+
+    error: CameraError | None
+    reason: str | None
+
+
+class Sink(Protocol):
+    """Receives what the decode thread produces.  Called on the decode thread."""
+
+    def opened(self, fmt: StreamFormat) -> None: ...
+    def open_failed(self, error: CameraError) -> None: ...
+    def frame(self, frame: Frame, for_stream: bool) -> None: ...
+    def ended(self, end: SessionEnd) -> None: ...
+    def finished(self) -> None: ...
+
+
+class Worker:
+    """The decode thread of one pump and the thread-safe controls of it.
+
+    Args:
+        source: What to open.
+        config: What to ask for.
+        sink: Where results go.
+        backpressure: Number of frame credits: the thread waits for a credit
+            before it delivers a frame to the stream (files read with
+            ``realtime=False``, where every frame counts); ``None`` for live
+            delivery, where the sink keeps the newest frames instead.
+    """
+
+    def __init__(
+        self, source: Source, config: StreamConfig, sink: Sink, *, backpressure: int | None = None
+    ) -> None:
+        self.source = source
+        self.config = config
+        self._sink = sink
+        self._cond = threading.Condition()
+        self._stop = False
+        self._open_requested = False
+        self._abort_reason: str | None = None
+        self._active = True
+        self._captures = 0
+        self._credits = threading.Semaphore(backpressure) if backpressure else None
+        self._sequence = 0
+        #: ``time.monotonic()`` of the last decoded frame (read by the watchdog).
+        self.last_frame_at = 0.0
+        #: Frames that failed to decode and were skipped (corrupt or lost packets).
+        self.decode_errors = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"camerapump-decode-{next(_thread_ids)}", daemon=True
+        )
+
+    # -- controls, called from any thread -------------------------------------------------
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The decode thread."""
+        return self._thread
+
+    @property
+    def frames_decoded(self) -> int:
+        """Frames decoded so far, over all sessions."""
+        return self._sequence
+
+    def start(self) -> None:
+        """Start the thread (it waits for :meth:`request_open`)."""
+        self._thread.start()
+
+    def request_open(self) -> None:
+        """Ask for a new session; the sink hears ``opened`` or ``open_failed``."""
+        with self._cond:
+            self._open_requested = True
+            self._abort_reason = None
+            self._cond.notify_all()
+
+    def abort_session(self, reason: str) -> None:
+        """End the current session (the sink hears ``ended`` with a StreamTimeout)."""
+        with self._cond:
+            self._abort_reason = reason
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Ask the thread to close its session and exit; returns at once."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._credits is not None:
+            self._credits.release()  # wake a thread waiting for a credit
+
+    def set_active(self, active: bool) -> None:
+        """Pause (no conversion, no delivery) or resume."""
+        with self._cond:
+            self._active = active
+            self._cond.notify_all()
+
+    def add_capture(self, delta: int) -> None:
+        """Count a pending one-shot capture in (+1) or out (-1)."""
+        with self._cond:
+            self._captures = max(0, self._captures + delta)
+            self._cond.notify_all()
+
+    def release_credit(self) -> None:
+        """The consumer took a frame: the thread may deliver one more."""
+        if self._credits is not None:
+            self._credits.release()
+
+    # -- the thread -----------------------------------------------------------------------
+
+    # Read through methods: other threads change these flags under us, and a
+    # type checker would otherwise "narrow" them after the first test.
+    def _stopping(self) -> bool:
+        return self._stop
+
+    def _aborting(self) -> bool:
+        return self._abort_reason is not None
+
+    def _halted(self) -> bool:
+        return self._stop or self._abort_reason is not None
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not (self._stop or self._open_requested):
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    self._open_requested = False
+                self._session()
+        except BaseException:  # pragma: no cover - a bug; keep the loop informed
+            logger.exception("decode thread of %s crashed", self.source.label)
+            self._sink.ended(
+                SessionEnd(CameraError(f"{self.source.label}: internal error"), "crash")
+            )
+        finally:
+            self._sink.finished()
+
+    def _session(self) -> None:
+        try:
+            container, stream = open_input(self.source, self.config)
+        except CameraError as error:
+            logger.debug("open of %s failed: %s", self.source.label, error)
+            self._sink.open_failed(error)
+            return
+        end = SessionEnd(None, None)
+        try:
+            try:
+                fmt = negotiate(self.source, self.config, stream)
+            except CameraError as error:
+                self._sink.open_failed(error)
+                return
+            logger.debug("%s open: %s", self.source.label, fmt)
+            self.last_frame_at = time.monotonic()
+            self._sink.opened(fmt)
+            end = self._read(container, stream)
+        finally:
+            # The owner closes: never another thread, never while inside demux.
+            try:
+                container.close()
+            except (av.error.FFmpegError, OSError) as exc:  # pragma: no cover - defensive
+                logger.debug("close of %s: %s", self.source.label, type(exc).__name__)
+        self._sink.ended(end)
+
+    def _packets(
+        self, container: InputContainer, stream: VideoStream
+    ) -> Iterator[Packet[VideoStream]]:
+        """Demux packets, resuming after read timeouts, until the source ends or we must stop.
+
+        Raises:
+            CameraError: A read error (translated), or an abort.
+        """
+        live = self.source.is_live
+        while True:
+            error: CameraError | None = None
+            try:
+                for packet in container.demux(stream):
+                    yield packet
+                    if self._halted():
+                        return
+            except av.error.ExitError:
+                # PyAV's read timeout: nothing arrived for a moment.  Check our
+                # flags and read on; the stall watchdog decides when quiet is dead.
+                if self._halted() or not live:
+                    return
+                continue
+            except (av.error.FFmpegError, OSError) as exc:
+                error = translate(exc, self.source, "read")
+            else:
+                return  # end of stream
+            raise error
+
+    def _read(self, container: InputContainer, stream: VideoStream) -> SessionEnd:
+        source, cc = self.source, stream.codec_context
+        pixel_format = self.config.pixel_format
+        paced = not source.is_live and source.realtime
+        idle_when_paused = not source.is_live
+        anchor: tuple[float, float] | None = None  # (monotonic, pts) that pacing counts from
+        pts_offset = 0.0
+        last_pts = 0.0
+        frame_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
+        packets = self._packets(container, stream)
+        while True:
+            with self._cond:
+                while (
+                    idle_when_paused
+                    and not self._active
+                    and not self._captures
+                    and not self._halted()
+                ):
+                    self._cond.wait()
+                    anchor = None  # paused: the clock starts again on resume
+            if self._stopping():
+                return SessionEnd(None, None)
+            if self._abort_reason is not None:
+                reason = self._abort_reason
+                return SessionEnd(StreamTimeout(f"{source.label}: {reason}"), reason)
+            try:
+                packet = next(packets)
+            except StopIteration:
+                if self._stopping():
+                    return SessionEnd(None, None)
+                if self._aborting():
+                    continue  # handled at the top of the loop
+                if source.kind == "file" and source.loop:
+                    guard(source, "read", lambda: container.seek(0))
+                    packets = self._packets(container, stream)
+                    pts_offset = last_pts + frame_step
+                    continue
+                if source.is_live:
+                    return SessionEnd(
+                        ConnectionFailed(f"{source.label}: the stream ended (disconnected)"),
+                        "end_of_stream",
+                    )
+                return SessionEnd(None, None)
+            except CameraError as error:
+                return SessionEnd(error, f"read_error:{error.code}")
+            try:
+                frames = cc.decode(packet)
+            except av.error.FFmpegError:
+                # A corrupt or partial packet (UDP loss, a cut-off GOP): skip it;
+                # the decoder recovers at the next keyframe.
+                self.decode_errors += 1
+                continue
+            for vframe in frames:
+                pts = None if vframe.time is None else vframe.time + pts_offset
+                if pts is not None:
+                    last_pts = pts
+                if paced and pts is not None:
+                    anchor = self._pace(anchor, pts)
+                    if self._halted():
+                        break
+                self._deliver(vframe, pts, pixel_format)
+
+    def _pace(self, anchor: tuple[float, float] | None, pts: float) -> tuple[float, float] | None:
+        """Wait until ``pts`` is due on the wall clock; return the (new) anchor."""
+        now = time.monotonic()
+        if anchor is None:
+            return (now, pts)
+        due = anchor[0] + (pts - anchor[1])
+        if due - now < -_RESYNC_AFTER or due - now > 2.0:
+            return (now, pts)  # fell behind, or pts jumped: start the clock again here
+        with self._cond:
+            while not self._halted():
+                remaining = due - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        return anchor
+
+    def _deliver(self, vframe: VideoFrame, pts: float | None, pixel_format: str) -> None:
+        now = time.monotonic()
+        self.last_frame_at = now
+        sequence = self._sequence
+        self._sequence += 1
+        active, wanted = self._active, self._captures > 0
+        if not (active or wanted):
+            return  # paused: no per-frame Python work beyond the decode itself
+        data: npt.NDArray[np.uint8] = vframe.to_ndarray(format=pixel_format)  # type: ignore[assignment]
+        frame = Frame(
+            data, vframe.width, vframe.height, self.config.pixel_format, sequence, pts, now
+        )
+        if active and self._credits is not None:
+            # Processing a file: wait for the consumer rather than drop.
+            while not self._credits.acquire(timeout=0.1):
+                if self._halted() or not self._active:
+                    break
+            if self._stopping():
+                return
+            active = self._active
+        self._sink.frame(frame, active)
