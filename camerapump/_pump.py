@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import warnings
 from collections import deque
@@ -26,6 +27,7 @@ from ._errors import CameraError
 from ._frame import Frame
 from ._source import Source
 from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
+from ._record import Recorder
 from ._worker import SessionEnd, Worker
 
 __all__ = ["Pump", "PumpState", "PumpStatistics", "open_pump"]
@@ -336,6 +338,33 @@ class Pump:
             self._worker.add_capture(-1)
             if entry in self._captures:
                 self._captures.remove(entry)
+
+    def record(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        segment_seconds: float | None = None,
+        container: str | None = None,
+    ) -> Recorder:
+        """Record the stream to a file without re-encoding; see :class:`Recorder`.
+
+        Args:
+            path: The output file (``.mp4``, ``.mkv``, ``.ts``); with
+                ``segment_seconds``, the base name of the segments.
+            segment_seconds: Roll over to a new file at the first keyframe after
+                this many seconds; ``None`` writes one file.
+            container: The container format; ``None`` goes by the file name.
+
+        Returns:
+            The recorder: ``await recorder.stop()``, or use it as ``async with``.
+        """
+        if self._state == "new" or self._closing:
+            raise RuntimeError("record() needs a started, open pump")
+        recorder = Recorder(
+            self._worker, self._source, path, segment_seconds=segment_seconds, container=container
+        )
+        recorder._attach()
+        return recorder
 
     def statistics(self) -> PumpStatistics:
         """Return a snapshot of the pump's counters."""

@@ -12,6 +12,7 @@ the event loop with ``call_soon_threadsafe``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -35,7 +36,7 @@ from ._errors import CameraError, ConnectionFailed, StreamTimeout
 from ._frame import Frame
 from ._source import Source
 
-__all__ = ["SessionEnd", "Sink", "Worker"]
+__all__ = ["PacketTap", "SessionEnd", "Sink", "Worker"]
 
 logger = logging.getLogger("camerapump")
 
@@ -69,6 +70,21 @@ class Sink(Protocol):
     def finished(self) -> None: ...
 
 
+class PacketTap(Protocol):
+    """Sees the compressed packets and decoded frames of every session (a recorder).
+
+    All methods run on the decode thread, which owns the input container; a
+    tap must not raise (one that does is logged and detached) and must not
+    block for long.
+    """
+
+    def session_started(self, stream: VideoStream) -> None: ...
+    def packet(self, packet: Packet[VideoStream]) -> None: ...
+    def frame(self, frame: VideoFrame) -> None: ...
+    def session_ended(self) -> None: ...
+    def close(self) -> None: ...
+
+
 class Worker:
     """The decode thread of one pump and the thread-safe controls of it.
 
@@ -95,6 +111,9 @@ class Worker:
         self._active = True
         self._captures = 0
         self._credits = threading.Semaphore(backpressure) if backpressure else None
+        self._taps: list[PacketTap] = []  # touched by the decode thread only
+        self._tap_changes: list[tuple[bool, PacketTap]] = []  # (add?, tap), under _cond
+        self._stream: VideoStream | None = None  # the open session's stream (thread only)
         self._sequence = 0
         #: ``time.monotonic()`` of the last decoded frame (read by the watchdog).
         self.last_frame_at = 0.0
@@ -153,6 +172,18 @@ class Worker:
             self._captures = max(0, self._captures + delta)
             self._cond.notify_all()
 
+    def add_tap(self, tap: PacketTap) -> None:
+        """Attach a packet tap; it starts with the next packet (of the next session if none)."""
+        with self._cond:
+            self._tap_changes.append((True, tap))
+            self._cond.notify_all()
+
+    def remove_tap(self, tap: PacketTap) -> None:
+        """Detach a tap; the decode thread calls its ``close()`` soon (at once if idle)."""
+        with self._cond:
+            self._tap_changes.append((False, tap))
+            self._cond.notify_all()
+
     def release_credit(self) -> None:
         """The consumer took a frame: the thread may deliver one more."""
         if self._credits is not None:
@@ -171,22 +202,57 @@ class Worker:
     def _halted(self) -> bool:
         return self._stop or self._abort_reason is not None
 
+    def _apply_tap_changes(self) -> None:
+        with self._cond:
+            changes, self._tap_changes = self._tap_changes, []
+        for add, tap in changes:
+            if add:
+                self._taps.append(tap)
+                if self._stream is not None:
+                    self._call_tap(tap, "session_started", self._stream)
+            elif tap in self._taps:
+                self._taps.remove(tap)
+                self._call_tap(tap, "close")
+            else:
+                self._call_tap(tap, "close")
+
+    def _call_tap(self, tap: PacketTap, method: str, *args: object) -> None:
+        try:
+            getattr(tap, method)(*args)
+        except Exception:
+            logger.exception("%s: a packet tap failed in %s; detaching it", self.source.label, method)
+            if tap in self._taps:
+                self._taps.remove(tap)
+                with contextlib.suppress(Exception):
+                    tap.close()
+
+    def _each_tap(self, method: str, *args: object) -> None:
+        for tap in list(self._taps):
+            self._call_tap(tap, method, *args)
+
     def _run(self) -> None:
         try:
             while True:
                 with self._cond:
-                    while not (self._stop or self._open_requested):
+                    while not (self._stop or self._open_requested or self._tap_changes):
                         self._cond.wait()
                     if self._stop:
                         return
+                    start = self._open_requested
                     self._open_requested = False
-                self._session()
+                self._apply_tap_changes()
+                if start:
+                    self._session()
         except BaseException:  # pragma: no cover - a bug; keep the loop informed
             logger.exception("decode thread of %s crashed", self.source.label)
             self._sink.ended(
                 SessionEnd(CameraError(f"{self.source.label}: internal error"), "crash")
             )
         finally:
+            self._apply_tap_changes()
+            for tap in self._taps:
+                self._call_tap(tap, "close")
+            self._taps.clear()
             self._sink.finished()
 
     def _session(self) -> None:
@@ -206,8 +272,13 @@ class Worker:
             logger.debug("%s open: %s", self.source.label, fmt)
             self.last_frame_at = time.monotonic()
             self._sink.opened(fmt)
+            self._stream = stream
+            self._each_tap("session_started", stream)
             end = self._read(container, stream)
         finally:
+            if self._stream is not None:
+                self._stream = None
+                self._each_tap("session_ended")
             # The owner closes: never another thread, never while inside demux.
             try:
                 container.close()
@@ -217,7 +288,7 @@ class Worker:
 
     def _packets(
         self, container: InputContainer, stream: VideoStream
-    ) -> Iterator[Packet[VideoStream]]:
+    ) -> Iterator[Packet[VideoStream] | None]:
         """Demux packets, resuming after read timeouts, until the source ends or we must stop.
 
         Raises:
@@ -236,6 +307,7 @@ class Worker:
                 # flags and read on; the stall watchdog decides when quiet is dead.
                 if self._halted() or not live:
                     return
+                yield None  # let the reader look at its controls, then read on
                 continue
             except (av.error.FFmpegError, OSError) as exc:
                 error = translate(exc, self.source, "read")
@@ -260,9 +332,13 @@ class Worker:
                     and not self._active
                     and not self._captures
                     and not self._halted()
+                    and not self._tap_changes
                 ):
                     self._cond.wait()
                     anchor = None  # paused: the clock starts again on resume
+                changed = bool(self._tap_changes)
+            if changed:
+                self._apply_tap_changes()
             if self._stopping():
                 return SessionEnd(None, None)
             if self._abort_reason is not None:
@@ -288,14 +364,23 @@ class Worker:
                 return SessionEnd(None, None)
             except CameraError as error:
                 return SessionEnd(error, f"read_error:{error.code}")
+            if packet is None:
+                continue  # a quiet moment on a live source
+            frames: list[VideoFrame]
             try:
                 frames = cc.decode(packet)
             except av.error.FFmpegError:
                 # A corrupt or partial packet (UDP loss, a cut-off GOP): skip it;
                 # the decoder recovers at the next keyframe.
                 self.decode_errors += 1
-                continue
+                frames = []
+            if self._taps:
+                # After decode: the decoder holds its own reference, so a tap may
+                # retime and mux this packet object without copying it.
+                self._each_tap("packet", packet)
             for vframe in frames:
+                if self._taps:
+                    self._each_tap("frame", vframe)
                 pts = None if vframe.time is None else vframe.time + pts_offset
                 if pts is not None:
                     last_pts = pts

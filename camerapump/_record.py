@@ -1,0 +1,308 @@
+"""Recording: the packets a pump already demuxes, written to files as they are.
+
+A :class:`Recorder` attaches a packet tap to the pump's decode thread (the
+owner of the input container), so recording costs a remux, not a decode and
+an encode: packets go to MP4/MKV/MPEG-TS unchanged, starting at a keyframe.
+Only a source that gives raw pictures (the test pattern, raw USB modes) is
+encoded, with H.264 (libx264, ultrafast) by default.  Output containers are
+opened, written and closed on the decode thread too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import av
+import av.error
+from av.container import OutputContainer
+from av.packet import Packet
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from ._errors import CameraError
+from ._redact import redact_text
+from ._source import Source
+from ._worker import Worker
+
+__all__ = ["RAW_CODECS", "RECORD_ENCODER", "Recorder", "RecordingFailed"]
+
+logger = logging.getLogger("camerapump")
+
+#: Codecs that carry pictures rather than compressed video: these are encoded.
+RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
+#: The encoder used for raw sources, and its options.
+RECORD_ENCODER = ("libx264", {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"})
+_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".ts": "mpegts"}
+
+
+class RecordingFailed(CameraError, OSError):
+    """Raised by :meth:`Recorder.stop` when the recording could not be written."""
+
+
+class Recorder:
+    """A recording of a pump's stream; made by :meth:`Pump.record <camerapump.Pump.record>`.
+
+    ``await recorder.stop()`` (or leaving ``async with``) finishes the current
+    file.  Recording runs until then, across reconnects (each session starts a
+    new file: stream parameters may have changed) and while the pump is
+    paused (a paused live source still reads its packets).
+
+    Attributes:
+        path: The requested path.
+        segment_seconds: Roll over to a new file at the first keyframe after this long.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        source: Source,
+        path: str | os.PathLike[str],
+        *,
+        segment_seconds: float | None = None,
+        container: str | None = None,
+    ) -> None:
+        if segment_seconds is not None and not segment_seconds > 0:
+            raise ValueError("segment_seconds must be a positive number of seconds, or None")
+        self.path = Path(path)
+        fmt = container or _CONTAINERS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise ValueError(
+                f"cannot tell the container from {self.path.name!r}: use a .mp4, .mkv or .ts "
+                "name, or pass container='mp4' | 'matroska' | 'mpegts'"
+            )
+        self.segment_seconds = segment_seconds
+        self._format = fmt
+        self._worker = worker
+        self._source = source
+        self._lock = threading.Lock()
+        self._files: list[Path] = []
+        self._error: RecordingFailed | None = None
+        self._packets = 0
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        self._stopping = False
+        # Decode-thread state (the tap's):
+        self._out: OutputContainer | None = None
+        self._out_stream: VideoStream | None = None
+        self._out_path: Path | None = None
+        self._template: VideoStream | None = None
+        self._encode = False
+        self._first_pts: int | None = None
+        self._segment_start: float | None = None
+        self._frame_index = 0
+        self._sessions = 0
+
+    # -- the loop's side ------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        self._worker.add_tap(self)
+        if not self._worker.thread.is_alive():
+            self._done.set()
+
+    @property
+    def files(self) -> list[Path]:
+        """The files finished so far (each one playable)."""
+        with self._lock:
+            return list(self._files)
+
+    @property
+    def packets_written(self) -> int:
+        """Packets written (or frames encoded) so far."""
+        return self._packets
+
+    @property
+    def error(self) -> RecordingFailed | None:
+        """What stopped the recording, if it failed."""
+        return self._error
+
+    async def stop(self) -> list[Path]:
+        """Finish the current file and stop recording.  Idempotent.
+
+        Returns:
+            Every file written, in order.
+
+        Raises:
+            RecordingFailed: A file could not be written.
+        """
+        if not self._stopping:
+            self._stopping = True
+            self._worker.remove_tap(self)
+            if not self._worker.thread.is_alive():
+                self._done.set()
+        # The decode thread finishes the file; it answers within a read timeout.
+        async with asyncio.timeout(5.0):
+            await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self.files
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Recorder {self.path} files={len(self._files)} packets={self._packets}>"
+
+    # -- the tap: runs on the decode thread -----------------------------------------------
+
+    def session_started(self, stream: VideoStream) -> None:
+        self._finish_file()
+        self._template = stream
+        self._encode = (stream.codec_context.name or "") in RAW_CODECS
+        self._sessions += 1
+
+    def session_ended(self) -> None:
+        self._finish_file()
+        self._template = None
+
+    def packet(self, packet: Packet[VideoStream]) -> None:
+        if self._encode or self._template is None or self._error is not None:
+            return
+        if packet.pts is None or packet.size == 0:
+            return  # flush packets, and packets before timing is known, are not recordable
+        keyframe = packet.is_keyframe
+        if self._out is None:
+            if not keyframe:
+                return  # a file starts at a keyframe, or it would not play
+            self._open_file(self._template)
+            self._first_pts = packet.pts
+        elif keyframe and self._segment_due(packet):
+            self._finish_file()
+            self._open_file(self._template)
+            self._first_pts = packet.pts
+        assert self._out is not None and self._out_stream is not None
+        first = self._first_pts or 0
+        packet.pts -= first
+        packet.dts = packet.pts if packet.dts is None else packet.dts - first
+        packet.stream = self._out_stream
+        self._mux(packet)
+
+    def frame(self, frame: VideoFrame) -> None:
+        if not self._encode or self._template is None or self._error is not None:
+            return
+        if self._out is None or self._segment_due(None):
+            self._finish_file()
+            self._open_file(self._template)
+        assert self._out is not None and self._out_stream is not None
+        picture = frame.reformat(format="yuv420p")
+        picture.pts = self._frame_index
+        picture.time_base = self._out_stream.codec_context.time_base
+        self._frame_index += 1
+        try:
+            packets = self._out_stream.encode(picture)
+        except av.error.FFmpegError as exc:
+            self._fail(exc)
+            return
+        for packet in packets:
+            self._mux(packet)
+
+    def close(self) -> None:
+        self._finish_file()
+        self._loop_call(self._done.set)
+
+    # -- decode-thread helpers ------------------------------------------------------------
+
+    def _segment_due(self, packet: Packet[VideoStream] | None) -> bool:
+        if self.segment_seconds is None or self._segment_start is None:
+            return False
+        return time.monotonic() - self._segment_start >= self.segment_seconds
+
+    def _next_path(self) -> Path:
+        if self.segment_seconds is None and not self._files and self._sessions <= 1:
+            return self.path
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        candidate = self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}")
+        n = 1
+        while candidate.exists() or candidate in self._files:
+            candidate = self.path.with_name(f"{self.path.stem}-{stamp}-{n}{self.path.suffix}")
+            n += 1
+        return candidate
+
+    def _open_file(self, template: VideoStream) -> None:
+        path = self._next_path()
+        try:
+            out = av.open(str(path), "w", format=self._format)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(exc)
+            return
+        try:
+            if self._encode:
+                codec, options = RECORD_ENCODER
+                rate = template.average_rate or template.base_rate or Fraction(30)
+                stream = out.add_stream(codec, rate=Fraction(rate).limit_denominator(1001))
+                assert isinstance(stream, VideoStream)
+                stream.width = template.codec_context.width
+                stream.height = template.codec_context.height
+                stream.pix_fmt = "yuv420p"
+                stream.codec_context.time_base = 1 / Fraction(rate).limit_denominator(1001)
+                stream.options = dict(options)
+                self._frame_index = 0
+            else:
+                stream = out.add_stream_from_template(template)
+                assert isinstance(stream, VideoStream)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            out.close()
+            self._fail(exc)
+            return
+        self._out, self._out_stream, self._out_path = out, stream, path
+        self._segment_start = time.monotonic()
+        logger.debug("recording %s to %s", self._source.label, path)
+
+    def _mux(self, packet: Packet[Any]) -> None:
+        assert self._out is not None
+        try:
+            self._out.mux(packet)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(exc)
+            return
+        self._packets += 1
+
+    def _finish_file(self) -> None:
+        out, path = self._out, self._out_path
+        if out is None or path is None:
+            return
+        self._out = self._out_stream = self._out_path = None
+        try:
+            if self._encode:
+                stream = out.streams.video[0]
+                for packet in stream.encode(None):
+                    out.mux(packet)
+            out.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(exc)
+            return
+        with self._lock:
+            self._files.append(path)
+
+    def _fail(self, exc: BaseException) -> None:
+        detail = redact_text(f"{type(exc).__name__}: {exc}", self._source.secrets)
+        self._error = RecordingFailed(f"recording to {self.path} failed", detail=detail)
+        logger.warning("%s: %s (%s)", self._source.label, self._error, detail)
+        if self._out is not None:
+            out, self._out = self._out, None
+            try:
+                out.close()
+            except (av.error.FFmpegError, OSError):
+                pass
+        self._loop_call(self._done.set)
+
+    def _loop_call(self, callback: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass  # the loop is gone; nobody waits any more
