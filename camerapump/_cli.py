@@ -1,4 +1,4 @@
-"""The ``camerapump`` command line: ``watch`` (and ``devices``).
+"""The ``camerapump`` command line: ``watch``, ``snapshot``, ``record``, ``probe``, ``devices``.
 
 Exit codes: 0 ok, 1 runtime failure (a typed error, one line), 2 usage error.
 """
@@ -8,16 +8,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig
 from ._devices import list_devices
 from ._errors import CameraError
+from ._image import IMAGE_CODECS, save_image
 from ._pump import open_pump
 from ._source import Source
 from ._status import PumpStatus
@@ -30,7 +33,11 @@ examples:
   camerapump watch test:smptebars --frames 100
   camerapump watch rtsp://user:pass@192.0.2.10/stream1 --json
   camerapump watch /dev/video0 --size 1280x720 --fps 30
-  camerapump watch clip.mp4 --seconds 5
+  camerapump snapshot rtsp://192.0.2.10/stream1 -o door.jpg
+  camerapump snapshot test: -o shot.png --count 3 --interval 0.5
+  camerapump record rtsp://192.0.2.10/stream1 -o cam.mp4 --seconds 60 --segment 10
+  camerapump probe clip.mp4 --json
+  camerapump devices --json
 """
 
 
@@ -78,32 +85,65 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    watch = commands.add_parser(
-        "watch",
-        help="stream a source and show live figures (fps, frame age, drops, status)",
-        description="Stream SOURCE and show live figures until Ctrl-C, --frames or --seconds.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    watch = _command(
+        commands, "watch", "stream SOURCE and show live figures (fps, frame age, drops, status)"
     )
     watch.add_argument(
-        "source",
-        nargs="?",
-        help="rtsp://..., a camera index or /dev/videoN, usb:NAME, test:[PATTERN] or a file "
-        "(default: the first camera, else the test pattern)",
+        "source", nargs="?", help=SOURCE_HELP + " (default: the first camera, else test:)"
     )
     watch.add_argument("--frames", type=_positive(int), help="stop after N frames")
     watch.add_argument("--seconds", type=_positive(float), help="stop after S seconds")
     watch.add_argument("--json", action="store_true", help="one JSON line a second (for scripts)")
-    watch.add_argument("--size", type=_parse_size, help="ask for WIDTHxHEIGHT")
-    watch.add_argument("--fps", type=_positive(float), help="ask for this frame rate")
-    watch.add_argument("--pixel-format", choices=PIXEL_FORMATS, default="bgr24")
-    watch.add_argument("--input-format", help="USB wire format, e.g. mjpeg or yuyv422")
-    watch.add_argument("--udp", action="store_true", help="RTSP over UDP (default TCP)")
+    _stream_options(watch)
     watch.add_argument("--no-reconnect", action="store_true", help="stop at the first error")
 
-    devices = commands.add_parser("devices", help="list attached cameras")
+    snapshot = _command(commands, "snapshot", "save fresh frames of SOURCE as images")
+    snapshot.add_argument("source", help=SOURCE_HELP)
+    snapshot.add_argument("-o", "--output", required=True, help="image file: .png, .jpg or .bmp")
+    snapshot.add_argument("--count", type=_positive(int), default=1, help="how many images")
+    snapshot.add_argument(
+        "--interval", type=_positive(float), default=1.0, help="seconds between images"
+    )
+    snapshot.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100")
+    _stream_options(snapshot)
+
+    record = _command(commands, "record", "record SOURCE to a file without re-encoding")
+    record.add_argument("source", help=SOURCE_HELP)
+    record.add_argument("-o", "--output", required=True, help="file: .mp4, .mkv or .ts")
+    record.add_argument("--seconds", type=_positive(float), help="stop after S seconds")
+    record.add_argument("--segment", type=_positive(float), help="a new file every S seconds")
+    _stream_options(record)
+
+    probe = _command(commands, "probe", "show what SOURCE delivers")
+    probe.add_argument("source", help=SOURCE_HELP)
+    probe.add_argument("--json", action="store_true", help="print JSON")
+    _stream_options(probe)
+
+    devices = _command(commands, "devices", "list attached cameras")
     devices.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+SOURCE_HELP = "rtsp://..., a camera index or /dev/videoN, usb:NAME, test:[PATTERN] or a file"
+
+
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _stream_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=_parse_size, help="ask for WIDTHxHEIGHT")
+    parser.add_argument("--fps", type=_positive(float), help="ask for this frame rate")
+    parser.add_argument("--pixel-format", choices=PIXEL_FORMATS, default="bgr24")
+    parser.add_argument("--input-format", help="USB wire format, e.g. mjpeg or yuyv422")
+    parser.add_argument("--udp", action="store_true", help="RTSP over UDP (default TCP)")
 
 
 def _default_source() -> Source:
@@ -164,7 +204,7 @@ class _Figures:
 async def _watch(args: argparse.Namespace, out: TextIO) -> int:
     source = _source_from(args)
     config = _config_from(args)
-    policy = None if args.no_reconnect else ReconnectPolicy()
+    policy = None if args.no_reconnect else ReconnectPolicy()  # watch keeps going by default
     figures = _Figures()
     interactive = out.isatty() and not args.json
     deadline = None if args.seconds is None else time.monotonic() + args.seconds
@@ -233,6 +273,77 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+async def _snapshot(args: argparse.Namespace, out: TextIO) -> int:
+    source = _source_from(args)
+    target = Path(args.output)
+    if target.suffix.lower() not in IMAGE_CODECS:
+        raise _UsageError(f"-o must end in {', '.join(IMAGE_CODECS)}")
+    if not 1 <= args.quality <= 100:
+        raise _UsageError("--quality goes from 1 to 100")
+    async with open_pump(source, _config_from(args), policy=None) as pump:
+        pump.set_active(False)  # only captures: no per-frame work in between
+        for index in range(args.count):
+            if index:
+                await asyncio.sleep(args.interval)
+            frame = await pump.capture_frame(timeout=max(10.0, source.open_timeout))
+            if frame is None:
+                raise pump.error or CameraError(f"{source}: no frame could be captured")
+            path = (
+                target
+                if args.count == 1
+                else target.with_name(f"{target.stem}-{index + 1:04d}{target.suffix}")
+            )
+            save_image(frame, path, quality=args.quality)
+            out.write(f"{path} {frame.width}x{frame.height} #{frame.sequence}\n")
+    return 0
+
+
+async def _record(args: argparse.Namespace, out: TextIO) -> int:
+    source = _source_from(args)
+    started = time.monotonic()
+    interactive = sys.stderr.isatty()
+    async with open_pump(source, _config_from(args)) as pump:
+        pump.set_active(False)  # recording needs packets, not converted frames
+        try:
+            recorder = pump.record(args.output, segment_seconds=args.segment)
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+        async with recorder:
+            while args.seconds is None or time.monotonic() - started < args.seconds:
+                await asyncio.sleep(0.5)
+                if pump.state in ("failed", "ended"):
+                    break
+                elapsed = time.monotonic() - started
+                total = f"/{args.seconds:.0f}" if args.seconds else ""
+                line = (
+                    f"recording {elapsed:5.1f}{total} s  packets {recorder.packets_written}  "
+                    f"files {len(recorder.files)}  {pump.state}"
+                )
+                if interactive:
+                    sys.stderr.write("\r" + line + "\x1b[K")
+                    sys.stderr.flush()
+        if interactive:
+            sys.stderr.write("\n")
+        if pump.error is not None:
+            raise pump.error
+    for path in recorder.files:
+        out.write(f"{path}\n")
+    return 0
+
+
+async def _probe(args: argparse.Namespace, out: TextIO) -> int:
+    source = _source_from(args)
+    async with open_pump(source, _config_from(args), policy=None) as pump:
+        fmt = pump.format
+    assert fmt is not None
+    record = {"source": str(source), "kind": source.kind, **dataclasses.asdict(fmt)}
+    if args.json:
+        out.write(json.dumps(record) + "\n")
+    else:
+        out.write(f"{source}: {fmt}\n")
+    return 0
+
+
 def _devices(args: argparse.Namespace, out: TextIO) -> int:
     devices = list_devices()
     if args.json:
@@ -254,11 +365,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="camerapump: %(levelname)s %(message)s",
     )
     try:
-        if args.command == "watch":
-            with contextlib.suppress(KeyboardInterrupt):
-                return asyncio.run(_watch(args, sys.stdout))
-            return 0
-        return _devices(args, sys.stdout)
+        if args.command == "devices":
+            return _devices(args, sys.stdout)
+        command = {"watch": _watch, "snapshot": _snapshot, "record": _record, "probe": _probe}
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(command[args.command](args, sys.stdout))
+        return 0
     except _UsageError as exc:
         print(f"camerapump: error: {exc}", file=sys.stderr)
         return 2

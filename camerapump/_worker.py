@@ -331,6 +331,7 @@ class Worker:
                     idle_when_paused
                     and not self._active
                     and not self._captures
+                    and not self._taps  # a recording keeps a paused file or pattern going
                     and not self._halted()
                     and not self._tap_changes
                 ):
