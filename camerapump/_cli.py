@@ -368,9 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "devices":
             return _devices(args, sys.stdout)
         command = {"watch": _watch, "snapshot": _snapshot, "record": _record, "probe": _probe}
+        status = 0  # Ctrl-C is how a watch normally ends
         with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(command[args.command](args, sys.stdout))
-        return 0
+            status = asyncio.run(command[args.command](args, sys.stdout))
     except _UsageError as exc:
         print(f"camerapump: error: {exc}", file=sys.stderr)
         return 2
@@ -379,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"camerapump: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

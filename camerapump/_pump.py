@@ -25,9 +25,9 @@ import anyio
 from ._config import ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
 from ._errors import CameraError
 from ._frame import Frame
+from ._record import Recorder
 from ._source import Source
 from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
-from ._record import Recorder
 from ._worker import SessionEnd, Worker
 
 __all__ = ["Pump", "PumpState", "PumpStatistics", "open_pump"]

@@ -11,6 +11,7 @@ opened, written and closed on the decode thread too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -185,7 +186,8 @@ class Recorder:
             self._finish_file()
             self._open_file(self._template)
             self._first_pts = packet.pts
-        assert self._out is not None and self._out_stream is not None
+        assert self._out is not None
+        assert self._out_stream is not None
         first = self._first_pts or 0
         packet.pts -= first
         packet.dts = packet.pts if packet.dts is None else packet.dts - first
@@ -198,7 +200,8 @@ class Recorder:
         if self._out is None or self._segment_due(None):
             self._finish_file()
             self._open_file(self._template)
-        assert self._out is not None and self._out_stream is not None
+        assert self._out is not None
+        assert self._out_stream is not None
         picture = frame.reformat(format="yuv420p")
         picture.pts = self._frame_index
         picture.time_base = self._out_stream.codec_context.time_base
@@ -295,14 +298,10 @@ class Recorder:
         logger.warning("%s: %s (%s)", self._source.label, self._error, detail)
         if self._out is not None:
             out, self._out = self._out, None
-            try:
+            with contextlib.suppress(av.error.FFmpegError, OSError):
                 out.close()
-            except (av.error.FFmpegError, OSError):
-                pass
         self._loop_call(self._done.set)
 
     def _loop_call(self, callback: Any) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is gone; nobody waits any more
             self._loop.call_soon_threadsafe(callback)
-        except RuntimeError:
-            pass  # the loop is gone; nobody waits any more

@@ -203,7 +203,7 @@ class Source:
 
     @property
     def label(self) -> str:
-        """A short, redacted label: ``rtsp://***@host/cam``, ``usb:/dev/video0``, ``test:testsrc2``."""
+        """A short, redacted label: ``rtsp://***@host/cam``, ``usb:/dev/video0``, ``test:``."""
         if self.kind == "rtsp":
             return redact_url(str(self.target))
         return f"{self.kind}:{self.target}"

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import av
+import av.error
 import numpy as np
 import numpy.typing as npt
-import av.error
 from av.container import InputContainer
 from av.packet import Packet
 from av.video.frame import VideoFrame
@@ -220,7 +220,7 @@ class Worker:
         try:
             getattr(tap, method)(*args)
         except Exception:
-            logger.exception("%s: a packet tap failed in %s; detaching it", self.source.label, method)
+            logger.exception("%s: a tap failed in %s; detaching it", self.source.label, method)
             if tap in self._taps:
                 self._taps.remove(tap)
                 with contextlib.suppress(Exception):

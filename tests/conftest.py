@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from netfaults import RtspServer
 
 # Short GOPs keep the time to first frame (the keyframe wait) small in tests.

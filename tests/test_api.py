@@ -20,7 +20,8 @@ pytestmark = pytest.mark.timeout(30)
 def test_all_is_sorted_and_every_name_exists() -> None:
     """__all__ lists exactly what the package exports, and every name resolves."""
     assert all(hasattr(cp, name) for name in cp.__all__)
-    public = {n for n in dir(cp) if not n.startswith("_") and n not in {"annotations", "contextlib", "logging"}}
+    modules = {"annotations", "contextlib", "logging"}
+    public = {n for n in dir(cp) if not n.startswith("_") and n not in modules}
     assert public == set(cp.__all__)
 
 
@@ -43,7 +44,9 @@ def test_public_types_show_the_public_module() -> None:
         (cp.StreamEnded, EOFError),
     ],
 )
-def test_each_error_is_a_camera_error_and_a_fitting_builtin(error: type[Exception], builtin: type) -> None:
+def test_each_error_is_a_camera_error_and_a_fitting_builtin(
+    error: type[Exception], builtin: type
+) -> None:
     """Every error derives from CameraError and the built-in that fits."""
     instance = error("message")
     assert isinstance(instance, cp.CameraError)
@@ -90,7 +93,7 @@ def test_parse_rejects_empty_text(bad: str) -> None:
 
 def test_source_validation_says_what_is_allowed() -> None:
     """Bad constructor arguments raise ValueError naming the allowed values."""
-    with pytest.raises(ValueError, match="tcp.*udp"):
+    with pytest.raises(ValueError, match=r"tcp.*udp"):
         cp.Source.rtsp("rtsp://h/x", transport="http")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown test pattern"):
         cp.Source.test("nope")
@@ -160,7 +163,7 @@ def test_policy_validation() -> None:
         {"max_attempts": -1},
         {"initial_backoff": 5, "max_backoff": 1},
     ):
-        with pytest.raises(ValueError):  # noqa: PT011
+        with pytest.raises(ValueError):
             cp.ReconnectPolicy(**bad)  # type: ignore[arg-type]
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import _open_fds, _pump_threads, make_video
 
 import camerapump as cp
+from conftest import _open_fds, _pump_threads, make_video
 
 pytestmark = pytest.mark.timeout(30)
 

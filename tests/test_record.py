@@ -144,7 +144,8 @@ def test_a_killed_process_leaves_every_finished_segment_playable(
         asyncio.run(main())
         """
     )
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as proc:
+    command = [sys.executable, "-c", script]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "recording"

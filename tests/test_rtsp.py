@@ -7,10 +7,10 @@ import logging
 import time
 
 import pytest
-from conftest import _pump_threads
-from netfaults import GarbageResponder, RtspServer, SilentResponder, TcpProxy, free_port
 
 import camerapump as cp
+from conftest import _pump_threads
+from netfaults import GarbageResponder, RtspServer, SilentResponder, TcpProxy, free_port
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(60)]
 
