@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,17 @@ async def test_reconnect_reasons_and_logs_never_carry_the_password(
         events += await wait_for_event(pump, cp.Connected, 15)
         texts = [repr(e) for e in events] + [repr(pump)] + [r.getMessage() for r in caplog.records]
     assert all(own_rtsp_server.password not in t for t in texts)
+
+
+async def test_usb_sources_are_retried_under_the_policy_too(tmp_path: Path) -> None:
+    """A missing USB camera with retry_initial_open is retried (open_failed:DeviceNotFound)."""
+    policy = cp.ReconnectPolicy(
+        initial_backoff=0.05, max_backoff=0.1, max_attempts=3, jitter=0, retry_initial_open=True
+    )
+    async with cp.open_pump(cp.Source.usb(str(tmp_path / "video7")), policy=policy) as pump:
+        events = await wait_for_event(pump, cp.GaveUp, 10)
+        with pytest.raises(cp.DeviceNotFound):
+            await anext(aiter(pump))
+    reasons = [e.reason for e in events if isinstance(e, cp.Reconnecting)]
+    assert reasons == ["open_failed:DeviceNotFound"] * 3
+    assert events[-1] == cp.GaveUp("max_attempts_reached:open_failed:DeviceNotFound")
