@@ -24,7 +24,7 @@ from ._errors import (
     StreamTimeout,
 )
 from ._frame import Frame
-from ._pump import Pump, PumpStatistics, open_pump
+from ._pump import Pump, PumpStatistics, Subscription, open_pump
 from ._source import TEST_PATTERNS, Source
 from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
 
@@ -55,6 +55,7 @@ __all__ = [
     "StreamEnded",
     "StreamFormat",
     "StreamTimeout",
+    "Subscription",
     "backoff_delay",
     "list_devices",
     "open_camera",

@@ -30,7 +30,7 @@ from ._source import Source
 from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
 from ._worker import SessionEnd, Worker
 
-__all__ = ["Pump", "PumpState", "PumpStatistics", "open_pump"]
+__all__ = ["Pump", "PumpState", "PumpStatistics", "Subscription", "open_pump"]
 
 logger = logging.getLogger("camerapump")
 
@@ -151,6 +151,7 @@ class Pump:
         self._thread_done: asyncio.Event | None = None
         self._active_event: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[Subscription] = []
         self._worker: Worker = Worker(source, self._config, _NullSink())
         self._closing = False
 
@@ -368,6 +369,28 @@ class Pump:
         recorder._attach()
         return recorder
 
+    def subscribe(self, buffer: int = 1) -> Subscription:
+        """Open an independent view of the stream: every subscriber gets every frame.
+
+        Iterating the pump itself shares frames among the iterating tasks (each
+        frame goes to one of them); subscriptions fan out instead, each with its
+        own newest-``buffer`` frames and its own drop count, so a slow subscriber
+        never holds up a fast one.  Subscriptions always keep the newest frames,
+        also for a file read with ``realtime=False``.
+
+        Args:
+            buffer: Frames this subscriber keeps while it is behind.
+
+        Returns:
+            The subscription: ``async for frame in sub``; ``sub.close()`` (or
+            ``with``) to unsubscribe.
+        """
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise ValueError(f"buffer must be a whole number >= 1, not {buffer!r}")
+        subscription = Subscription(self, buffer)
+        self._subscriptions.append(subscription)
+        return subscription
+
     def statistics(self) -> PumpStatistics:
         """Return a snapshot of the pump's counters."""
         last = self._worker.last_frame_at
@@ -446,6 +469,8 @@ class Pump:
                 self._delivered += 1
         if not for_stream or self._closing:
             return
+        for subscription in self._subscriptions:
+            subscription._push(frame)
         if len(self._frames) == self._frames.maxlen:
             self._dropped += 1
         self._frames.append(frame)
@@ -466,7 +491,13 @@ class Pump:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_result(None)
+        for subscription in self._subscriptions:
+            subscription._wake()
         self._drop_captures()
+
+    @property
+    def _finished(self) -> bool:
+        return self._state in ("ended", "failed", "closed") or self._closing
 
     def _drop_captures(self) -> None:
         for _, fut in self._captures:
@@ -558,6 +589,74 @@ class Pump:
                 )
                 self._worker.abort_session("stall_timeout_exceeded")
                 self._resumed_at = time.monotonic()  # one abort per stall period
+
+
+class Subscription:
+    """One consumer's own view of a pump's frames; made by :meth:`Pump.subscribe`.
+
+    Attributes:
+        dropped: Frames that this subscriber missed because it was behind.
+    """
+
+    def __init__(self, pump: Pump, buffer: int) -> None:
+        self._pump = pump
+        self._frames: deque[Frame] = deque(maxlen=buffer)
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def _push(self, frame: Frame) -> None:
+        if len(self._frames) == self._frames.maxlen:
+            self.dropped += 1
+        self._frames.append(frame)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> AsyncIterator[Frame]:
+        return self
+
+    async def __anext__(self) -> Frame:
+        """The newest frame this subscriber has not seen; ends or raises like the pump."""
+        while True:
+            if self._frames:
+                return self._frames.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            if self._pump._finished:
+                if self._pump.error is not None:
+                    raise self._pump.error
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def close(self) -> None:
+        """Unsubscribe; a waiting ``async for`` ends."""
+        self._closed = True
+        self._frames.clear()
+        if self in self._pump._subscriptions:
+            self._pump._subscriptions.remove(self)
+        self._wake()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Subscription {self._pump.source.label} {state} dropped={self.dropped}>"
 
 
 class _NullSink:

@@ -351,3 +351,36 @@ async def test_cancelled_open_leaves_nothing() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.1)
+
+
+async def test_subscriptions_fan_out_every_frame_to_every_subscriber() -> None:
+    """Two subscribers each get every frame; a slow one drops only its own frames."""
+    async with cp.open_pump(cp.Source.test(), SMALL) as pump:
+        with pump.subscribe() as fast, pump.subscribe(buffer=2) as slow:
+            fast_seqs: list[int] = []
+            slow_seqs: list[int] = []
+
+            async def read(sub: cp.Subscription, into: list[int], delay: float) -> None:
+                async for frame in sub:
+                    into.append(frame.sequence)
+                    if len(into) == 10:
+                        return
+                    await asyncio.sleep(delay)
+
+            await asyncio.gather(read(fast, fast_seqs, 0), read(slow, slow_seqs, 0.15))
+        assert slow.dropped > 0
+    assert fast_seqs == list(range(fast_seqs[0], fast_seqs[0] + 10))
+    assert slow_seqs == sorted(slow_seqs)
+
+
+async def test_a_subscription_ends_with_the_pump_and_on_close() -> None:
+    """Closing the subscription, or the pump, ends its iteration."""
+    async with cp.open_pump(cp.Source.test(), SMALL) as pump:
+        sub = pump.subscribe()
+        await anext(aiter(sub))
+        sub.close()
+        assert [f async for f in sub] == []
+        other = pump.subscribe()
+    assert [f async for f in other] == []
+    with pytest.raises(ValueError, match="buffer"):
+        pump.subscribe(buffer=0)
