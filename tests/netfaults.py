@@ -16,6 +16,7 @@ not import pytest: benchmarks import it too.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import selectors
@@ -25,8 +26,8 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from pathlib import Path
+from typing import IO
 
 HOST = "127.0.0.1"
 SYSTEM_PYTHON = "/usr/bin/python3"  # has PyGObject + GStreamer; pyenv's python does not
@@ -42,13 +43,14 @@ def free_port() -> int:
 
 # --------------------------------------------------------------------------- RTSP server
 
-_live_servers: weakref.WeakSet[RtspServer] = weakref.WeakSet()
+_children: set[subprocess.Popen[bytes]] = set()  # started and not yet reaped
 
 
 @atexit.register
-def _kill_live_servers() -> None:
-    for server in list(_live_servers):
-        server.kill()
+def _kill_children() -> None:
+    for proc in list(_children):
+        proc.kill()
+        proc.wait(5.0)
 
 
 class RtspServer:
@@ -73,7 +75,7 @@ class RtspServer:
         self.width, self.height, self.fps, self.gop = width, height, fps, gop
         self.user, self.password = user, password
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: tempfile.TemporaryFile | None = None
+        self._stderr: IO[bytes] | None = None
 
     # -- lifecycle
     def start(self, timeout: float = 15.0) -> RtspServer:
@@ -143,14 +145,23 @@ class RtspServer:
 
     def _spawn_and_wait_ready(self, deadline: float) -> str | None:
         """Spawn the script; None once READY, else an error text (child reaped)."""
-        self._stderr = tempfile.TemporaryFile()
-        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port),
-               "--width", str(self.width), "--height", str(self.height),
-               "--fps", str(self.fps), "--gop", str(self.gop),
-               "--user", self.user, "--password", self.password]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=self._stderr)
-        _live_servers.add(self)
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
+        options = {
+            "port": self.port,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "gop": self.gop,
+            "user": self.user,
+            "password": self.password,
+        }
+        cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT)]
+        for name, value in options.items():
+            cmd += [f"--{name}", str(value)]
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
+        )
+        _children.add(self._proc)
         out = b""
         with selectors.DefaultSelector() as sel:
             sel.register(self._proc.stdout, selectors.EVENT_READ)
@@ -166,14 +177,12 @@ class RtspServer:
         if out.startswith(f"READY {self.port}\n".encode()):
             return None
         reason = "timed out waiting for READY" if self._proc.poll() is None else "exited"
-        self.kill()
-        return f"{reason}; stdout={out!r}; stderr={self._read_stderr()!r}"
-
-    def _read_stderr(self) -> str:
-        if self._stderr is None or self._stderr.closed:
-            return ""
+        self._proc.kill()
+        self._proc.wait(5.0)
         self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace").strip()
+        stderr = self._stderr.read().decode(errors="replace").strip()
+        self._reap(timeout=5.0)
+        return f"{reason} (status {self._proc.returncode}); stdout={out!r}; stderr={stderr!r}"
 
     def _reap(self, timeout: float) -> None:
         if self._proc is not None:
@@ -184,14 +193,15 @@ class RtspServer:
                 self._proc.wait(timeout)
             if self._proc.stdout is not None:
                 self._proc.stdout.close()
+            _children.discard(self._proc)
         if self._stderr is not None:
             self._stderr.close()
-        _live_servers.discard(self)
 
 
 # --------------------------------------------------------------------------- TCP proxy
 
-class _Stoppable:
+
+class _ListenerThread:
     """A background thread with start()/close(), listening on 127.0.0.1:``port``."""
 
     def __init__(self, listen_port: int = 0) -> None:
@@ -203,12 +213,17 @@ class _Stoppable:
         self.port: int = self._listener.getsockname()[1]
         self.connections = 0  # accepted so far
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run_and_cleanup, daemon=True,
-                                        name=f"{type(self).__name__}:{self.port}")
+        self._thread = threading.Thread(
+            target=self._run_and_cleanup, daemon=True, name=f"{type(self).__name__}:{self.port}"
+        )
 
     def start(self):
         self._thread.start()
         return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def close(self) -> None:
         """Stop the thread, close every socket, join the thread (within about 1 s)."""
@@ -240,7 +255,7 @@ class _Stoppable:
         pass
 
 
-class TcpProxy(_Stoppable):
+class TcpProxy(_ListenerThread):
     """Forwards 127.0.0.1:``listen_port`` (0: any free port) to ``target``.
 
     One selector thread moves the bytes of every connection. ``freeze()``
@@ -348,7 +363,9 @@ class TcpProxy(_Stoppable):
             self._close_pair(sel, s)
             return
         # One side hung up and everything it sent has been delivered: end the pair.
-        if (s in self._eof and not self._outbox[peer]) or (peer in self._eof and not self._outbox[s]):
+        s_done = s in self._eof and not self._outbox[peer]
+        peer_done = peer in self._eof and not self._outbox[s]
+        if s_done or peer_done:
             self._close_pair(sel, s)
 
     def _close_pair(self, sel: selectors.BaseSelector, s: socket.socket) -> None:
@@ -358,16 +375,15 @@ class TcpProxy(_Stoppable):
             del self._peer[x]
             del self._outbox[x]
             self._eof.discard(x)
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(x)
-            except (KeyError, ValueError):
-                pass
             x.close()
 
 
 # --------------------------------------------------------------------------- bad servers
 
-class _Responder(_Stoppable):
+
+class _Responder(_ListenerThread):
     """Accepts connections on 127.0.0.1 and hands each to ``_on_connect``."""
 
     def __init__(self, listen_port: int = 0) -> None:
@@ -405,10 +421,8 @@ class GarbageResponder(_Responder):
 
     def _on_connect(self, conn: socket.socket) -> None:
         conn.settimeout(1.0)
-        try:
+        with contextlib.suppress(OSError):
             conn.sendall(self.payload)
-        except OSError:
-            pass
         conn.close()
 
 

@@ -15,10 +15,13 @@ mount points at once:
 Every factory is shared: one encoder per mount point, whatever the number of
 clients. Once the server listens it prints exactly one line ``READY <port>``
 to stdout. SIGTERM or SIGINT stops it cleanly (exit 0); a port that cannot be
-bound makes it exit with status 1 and a message on stderr.
+bound makes it exit with status 1 and a message on stderr. It also exits by
+itself when the process that started it dies, so a crashed test run leaves no
+server behind.
 """
 
 import argparse
+import os
 import signal
 import sys
 
@@ -119,6 +122,14 @@ def main(argv=None):
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
+    parent = os.getppid()
+
+    def quit_if_orphaned():
+        if os.getppid() != parent:
+            loop.quit()
+        return GLib.SOURCE_CONTINUE
+
+    GLib.timeout_add(500, quit_if_orphaned)
     print(f"READY {server.get_bound_port()}", flush=True)
     loop.run()
     return 0
