@@ -12,7 +12,20 @@ import logging
 
 from ._camera import Camera, StreamEnded, open_camera
 from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
-from ._devices import list_devices
+from ._devices import (
+    CONTROL_NAMES,
+    Capabilities,
+    Control,
+    ControlError,
+    DeviceInfo,
+    FormatDescriptor,
+    best_format,
+    find_device_by_id,
+    get_controls,
+    list_devices,
+    probe,
+    set_controls,
+)
 from ._errors import (
     AuthenticationFailed,
     CameraError,
@@ -24,23 +37,35 @@ from ._errors import (
     StreamTimeout,
 )
 from ._frame import Frame
+from ._hotplug import DeviceAdded, DeviceRemoved, DeviceWatcher, watch_devices
+from ._image import save_image
 from ._pump import Pump, PumpStatistics, Subscription, open_pump
+from ._record import Recorder, RecordingFailed
 from ._source import TEST_PATTERNS, Source
 from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONTROL_NAMES",
     "PIXEL_FORMATS",
     "TEST_PATTERNS",
     "AuthenticationFailed",
     "Camera",
     "CameraError",
+    "Capabilities",
     "Connected",
     "Connecting",
     "ConnectionFailed",
+    "Control",
+    "ControlError",
+    "DeviceAdded",
     "DeviceBusy",
+    "DeviceInfo",
     "DeviceNotFound",
+    "DeviceRemoved",
+    "DeviceWatcher",
+    "FormatDescriptor",
     "FormatNotSupported",
     "Frame",
     "GaveUp",
@@ -50,6 +75,8 @@ __all__ = [
     "PumpStatus",
     "ReconnectPolicy",
     "Reconnecting",
+    "Recorder",
+    "RecordingFailed",
     "Source",
     "StreamConfig",
     "StreamEnded",
@@ -57,9 +84,16 @@ __all__ = [
     "StreamTimeout",
     "Subscription",
     "backoff_delay",
+    "best_format",
+    "find_device_by_id",
+    "get_controls",
     "list_devices",
     "open_camera",
     "open_pump",
+    "probe",
+    "save_image",
+    "set_controls",
+    "watch_devices",
 ]
 
 # Reprs and tracebacks show the public path (camerapump.Source, not camerapump._source.Source).

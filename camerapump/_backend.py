@@ -63,6 +63,9 @@ _FPS_TOLERANCE = 0.02
 
 T = TypeVar("T")
 
+#: Open options that cut a network stream's probing short.
+FAST_PROBE = {"analyzeduration": "100000", "probesize": "32"}
+
 
 def translate(exc: BaseException, source: Source, stage: str) -> CameraError:
     """Map an exception raised by PyAV (or the OS under it) to a typed :class:`CameraError`.
@@ -205,11 +208,13 @@ def open_spec(source: Source, config: StreamConfig) -> OpenSpec:
     if source.kind == "rtsp":
         options = {
             "rtsp_transport": source.transport,
-            # Stream analysis may take 0.1 s instead of FFmpeg's 5 s budget: the SDP
-            # and the first packets already tell the size.  Measured on loopback:
-            # time to first frame 1.0 s -> 0.2 s (H.264), 0.73 s -> 0.17 s (MJPEG).
-            # fflags=nobuffer made it slower (1.1 s), so it is not set.
-            "analyzeduration": "100000",
+            # Probe as little as possible: the SDP and the first packets already
+            # tell the size.  Measured on loopback (docs/benchmarks.md), time to
+            # first frame: H.264 1.0 s -> 0.12 s, MJPEG 0.73 s -> 0.07 s.  A stream
+            # whose size is not known after that is opened again with FFmpeg's
+            # full probing (see open_input).  fflags=nobuffer made it slower
+            # (1.1 s: it drops the keyframe read while probing), so it is not set.
+            **FAST_PROBE,
         }
         if source.transport == "udp":
             options["buffer_size"] = str(4 * 1024 * 1024)  # fewer losses at 1080p bursts
@@ -254,6 +259,22 @@ def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, Vi
                 detail=error.detail,
             ) from None
         raise
+    if (
+        spec.options.get("probesize") == FAST_PROBE["probesize"]
+        and container.streams.video
+        and not container.streams.video[0].codec_context.width
+    ):
+        # The short probe did not find the size (no parameter sets in the SDP):
+        # open again and let FFmpeg probe as long as it needs.
+        container.close()
+        logger.debug("%s: size unknown after a short probe; probing fully", source.label)
+        spec = OpenSpec(
+            spec.file,
+            spec.format,
+            {k: v for k, v in spec.options.items() if k not in FAST_PROBE},
+            spec.timeout,
+        )
+        container = guard(source, "open", _open)
     if not container.streams.video:
         container.close()
         raise FormatNotSupported(f"{source.label}: the source has no video stream")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig
-from ._devices import list_devices
+from ._devices import devices_json, devices_table, list_devices, probe
 from ._errors import CameraError
 from ._image import IMAGE_CODECS, save_image
 from ._pump import open_pump
@@ -148,7 +148,7 @@ def _stream_options(parser: argparse.ArgumentParser) -> None:
 
 def _default_source() -> Source:
     for device in list_devices():
-        return Source.usb(getattr(device, "path", device))
+        return device.source
     return Source.test()
 
 
@@ -333,6 +333,16 @@ async def _record(args: argparse.Namespace, out: TextIO) -> int:
 
 async def _probe(args: argparse.Namespace, out: TextIO) -> int:
     source = _source_from(args)
+    if source.kind == "usb":
+        caps = probe(source)
+        if args.json:
+            modes = [dataclasses.asdict(f) for f in caps.formats]
+            out.write(json.dumps({"source": str(source), "kind": "usb", "formats": modes}) + "\n")
+        else:
+            out.write(f"{source}: {caps.summary()}\n")
+            for mode in caps.formats:
+                out.write(f"  {mode}\n")
+        return 0
     async with open_pump(source, _config_from(args), policy=None) as pump:
         fmt = pump.format
     assert fmt is not None
@@ -346,13 +356,7 @@ async def _probe(args: argparse.Namespace, out: TextIO) -> int:
 
 def _devices(args: argparse.Namespace, out: TextIO) -> int:
     devices = list_devices()
-    if args.json:
-        out.write(json.dumps([str(getattr(d, "path", d)) for d in devices]) + "\n")
-    elif not devices:
-        out.write("no cameras found\n")
-    else:
-        for device in devices:
-            out.write(f"{getattr(device, 'path', device)}\n")
+    out.write(devices_json(devices) + "\n" if args.json else devices_table(devices))
     return 0
 
 

@@ -42,6 +42,10 @@ class StreamConfig:
             OpenCV), ``rgb24``, ``gray``, ``bgra`` or ``rgba``.
         input_format: What a USB camera sends on the wire (``"mjpeg"``,
             ``"yuyv422"``, ``"h264"``); ``None`` leaves it to the driver.
+        negotiation: How a USB request meets the camera's modes: ``"exact"``
+            (the default) fails with :class:`~camerapump.FormatNotSupported`
+            listing the closest modes; ``"nearest"`` takes the closest mode
+            (see :func:`~camerapump.best_format`).  Other sources ignore it.
     """
 
     width: int | None = None
@@ -49,6 +53,7 @@ class StreamConfig:
     fps: float | None = None
     pixel_format: PixelFormat = "bgr24"
     input_format: str | None = None
+    negotiation: Literal["exact", "nearest"] = "exact"
 
     def __post_init__(self) -> None:
         _check_size("width", self.width)
@@ -72,6 +77,8 @@ class StreamConfig:
             not isinstance(self.input_format, str) or not self.input_format.strip()
         ):
             raise ValueError("input_format must be a non-empty FFmpeg format name or None")
+        if self.negotiation not in ("exact", "nearest"):
+            raise ValueError(f"negotiation must be 'exact' or 'nearest', not {self.negotiation!r}")
 
 
 @dataclass(frozen=True, slots=True)

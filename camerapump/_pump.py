@@ -532,7 +532,8 @@ class Pump:
                     error, reason = result, f"open_failed:{result.code}"
                     if initial and not (policy is not None and policy.retry_initial_open):
                         self._fail(error)
-                        first.set_exception(error)
+                        if not first.done():
+                            first.set_exception(error)
                         return
                 else:
                     self._format = result

@@ -138,9 +138,13 @@ class Recorder:
             self._worker.remove_tap(self)
             if not self._worker.thread.is_alive():
                 self._done.set()
-        # The decode thread finishes the file; it answers within a read timeout.
-        async with asyncio.timeout(5.0):
-            await self._done.wait()
+        # The decode thread finishes the file; it answers within a read timeout,
+        # unless it is inside a blocking open, where no file is open anyway.
+        try:
+            async with asyncio.timeout(5.0):
+                await self._done.wait()
+        except TimeoutError:
+            logger.warning("%s: the recorder is detached but not yet confirmed", self._source.label)
         if self._error is not None:
             raise self._error
         return self.files

@@ -307,7 +307,7 @@ def real_ioctl(fd: int, request: int, arg: Any) -> object:
     """:func:`fcntl.ioctl` with the structure filled in place, retrying on EINTR."""
     while True:
         try:
-            return fcntl.ioctl(fd, request, arg, True)
+            return fcntl.ioctl(fd, request, arg)  # mutate_flag defaults to True
         except InterruptedError:
             continue
 
@@ -414,17 +414,19 @@ COMMON_SIZES: tuple[tuple[int, int], ...] = (
     (4096, 2160),
 )
 
+
 def expand_stepwise_sizes(size: StepwiseSize) -> list[tuple[int, int]]:
     """Turn a size range into the discrete sizes camerapump offers for it.
 
     The rule: every size of :data:`COMMON_SIZES` that lies inside the range and
     on its step grid (``(w - min_width) % step_width == 0``, the same for the
-    height), plus the range's largest size, plus its smallest size; sorted by
-    area, without duplicates.
+    height), plus the range's largest size (the full sensor); sorted by area.
+    The smallest size of a range (often 32x32 or 16x16) is left out: it is a
+    driver limit, not a mode anyone asks for.
     """
     step_w = max(1, size.step_width)
     step_h = max(1, size.step_height)
-    found = {(size.min_width, size.min_height), (size.max_width, size.max_height)}
+    found = {(size.max_width, size.max_height)}
     for width, height in COMMON_SIZES:
         if (
             size.min_width <= width <= size.max_width

@@ -13,8 +13,10 @@ the event loop with ``call_soon_threadsafe``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from av.video.stream import VideoStream
 
 from ._backend import guard, negotiate, open_input, translate
 from ._config import StreamConfig, StreamFormat
+from ._devices import find_device_by_id, list_devices, negotiate_usb
 from ._errors import CameraError, ConnectionFailed, StreamTimeout
 from ._frame import Frame
 from ._source import Source
@@ -114,6 +117,7 @@ class Worker:
         self._taps: list[PacketTap] = []  # touched by the decode thread only
         self._tap_changes: list[tuple[bool, PacketTap]] = []  # (add?, tap), under _cond
         self._stream: VideoStream | None = None  # the open session's stream (thread only)
+        self._device_id: str | None = None  # a USB camera's stable id, once known
         self._sequence = 0
         #: ``time.monotonic()`` of the last decoded frame (read by the watchdog).
         self.last_frame_at = 0.0
@@ -255,9 +259,37 @@ class Worker:
             self._taps.clear()
             self._sink.finished()
 
+    def _usb_target(self) -> Source:
+        """The USB source to open now: a replugged camera may have a new /dev/videoN."""
+        source = self.source
+        if self._device_id is None:
+            return source
+        info = find_device_by_id(self._device_id)
+        if info is None or info.path == source.target:
+            return source
+        logger.info("%s: found the camera again at %s", source.label, info.path)
+        return dataclasses.replace(source, target=info.path)
+
+    def _remember_device(self, source: Source) -> None:
+        """Note the stable id of the camera just opened (Linux), to find it after a replug."""
+        if self._device_id is not None or source.backend != "v4l2":
+            return
+        target = source.target if isinstance(source.target, str) else f"/dev/video{source.target}"
+        real = os.path.realpath(target)
+        for info in list_devices():
+            if os.path.realpath(info.path) == real:
+                self._device_id = info.id
+                return
+
     def _session(self) -> None:
+        source, config = self.source, self.config
         try:
-            container, stream = open_input(self.source, self.config)
+            if source.kind == "usb":
+                source = self._usb_target()
+                # Checked against the camera's modes before opening (and filled
+                # in for "nearest"); then what it delivered is checked again.
+                config = negotiate_usb(source, config, mode=config.negotiation)
+            container, stream = open_input(source, config)
         except CameraError as error:
             logger.debug("open of %s failed: %s", self.source.label, error)
             self._sink.open_failed(error)
@@ -265,7 +297,9 @@ class Worker:
         end = SessionEnd(None, None)
         try:
             try:
-                fmt = negotiate(self.source, self.config, stream)
+                fmt = negotiate(source, config, stream)
+                if source.kind == "usb":
+                    self._remember_device(source)
             except CameraError as error:
                 self._sink.open_failed(error)
                 return
