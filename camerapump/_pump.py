@@ -25,6 +25,7 @@ import anyio
 from ._config import ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
 from ._errors import CameraError
 from ._frame import Frame
+from ._hotplug import DeviceAdded, watch_devices
 from ._record import Recorder
 from ._source import Source
 from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
@@ -569,11 +570,36 @@ class Pump:
                 logger.info("%s: %s; reconnecting in %.1f s", self._source.label, reason, delay)
                 assert self._active_event is not None
                 await self._active_event.wait()  # a paused pump suspends its attempts
-                await asyncio.sleep(delay)
+                await self._backoff(delay)
                 self._reconnects += 1
         finally:
             if not first.done():
                 first.set_result(None)
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` seconds; a USB camera that is plugged back in ends the wait early."""
+        device_id = self._worker.device_id
+        if self._source.kind != "usb" or device_id is None:
+            await asyncio.sleep(delay)
+            return
+
+        async def replugged() -> None:
+            async with watch_devices() as watcher:
+                async for event in watcher:
+                    if isinstance(event, DeviceAdded) and event.info.id == device_id:
+                        logger.info("%s: the camera is back", self._source.label)
+                        return
+            await asyncio.Event().wait()  # the watcher ended: wait out the delay
+
+        deadline = time.monotonic() + delay
+        try:
+            async with asyncio.timeout(delay):
+                await replugged()
+        except TimeoutError:
+            return
+        except (CameraError, OSError) as exc:  # hotplug is a shortcut; the delay still works
+            logger.debug("%s: hotplug watch failed (%s)", self._source.label, exc)
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
     async def _watchdog(self) -> None:
         """Tear a live session down when no frame came for ``stall_timeout`` while active."""

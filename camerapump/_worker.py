@@ -135,6 +135,11 @@ class Worker:
         return self._thread
 
     @property
+    def device_id(self) -> str | None:
+        """The stable id of the USB camera this worker opened, once known."""
+        return self._device_id
+
+    @property
     def frames_decoded(self) -> int:
         """Frames decoded so far, over all sessions."""
         return self._sequence

@@ -7,6 +7,9 @@ does with a real camera is not run here (no camera can be attached); see docs/de
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,8 @@ import pytest
 from test_devices import C920_ID, Rig
 
 import camerapump as cp
-from camerapump import _backend, _devices, _worker
+from camerapump import _backend, _devices, _pump, _worker
+from camerapump._hotplug import watch_devices
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -99,3 +103,33 @@ def test_stream_config_negotiation_is_validated() -> None:
     """negotiation must be 'exact' or 'nearest'."""
     with pytest.raises(ValueError, match="exact"):
         cp.StreamConfig(negotiation="closest")  # type: ignore[arg-type]
+
+
+async def test_a_replug_cuts_the_reconnect_backoff_short(
+    fake_dev: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While waiting out a backoff, the camera's return (inotify on /dev) ends the wait at once."""
+    watch = functools.partial(
+        watch_devices, dev_dir=str(fake_dev.dev), enumerator=_devices.list_devices
+    )
+    monkeypatch.setattr(_pump, "watch_devices", watch)
+    pump = cp.Pump(cp.Source.usb(str(fake_dev.dev / "video0")))
+    pump._worker._device_id = C920_ID
+    (fake_dev.dev / "video0").unlink()
+    (fake_dev.by_id / C920_ID).unlink()
+    started = time.monotonic()
+    waiting = asyncio.create_task(pump._backoff(20))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    fake_dev.add("video4", "logitech_c920")
+    fake_dev.link(C920_ID, "video4")
+    await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 5
+
+
+async def test_without_a_known_camera_the_backoff_is_a_plain_wait(fake_dev: Rig) -> None:
+    """A USB pump that never opened its camera just waits its delay."""
+    pump = cp.Pump(cp.Source.usb(str(fake_dev.dev / "video0")))
+    started = time.monotonic()
+    await pump._backoff(0.2)
+    assert 0.15 < time.monotonic() - started < 1
