@@ -96,7 +96,10 @@ class Recorder:
         self._out_path: Path | None = None
         self._template: VideoStream | None = None
         self._encode = False
-        self._first_pts: int | None = None
+        self._offset: int | None = None  # source pts minus file pts
+        self._last_pts: int | None = None
+        self._last_dts: int | None = None
+        self._last_arrival = 0.0
         self._segment_start: float | None = None
         self._frame_index = 0
         self._sessions = 0
@@ -178,25 +181,51 @@ class Recorder:
     def packet(self, packet: Packet[VideoStream]) -> None:
         if self._encode or self._template is None or self._error is not None:
             return
-        if packet.pts is None or packet.size == 0:
-            return  # flush packets, and packets before timing is known, are not recordable
+        if packet.size == 0:
+            return  # a flush packet
         keyframe = packet.is_keyframe
         if self._out is None:
             if not keyframe:
                 return  # a file starts at a keyframe, or it would not play
             self._open_file(self._template)
-            self._first_pts = packet.pts
         elif keyframe and self._segment_due(packet):
             self._finish_file()
             self._open_file(self._template)
-            self._first_pts = packet.pts
-        assert self._out is not None
-        assert self._out_stream is not None
-        first = self._first_pts or 0
-        packet.pts -= first
-        packet.dts = packet.pts if packet.dts is None else packet.dts - first
+        if self._out is None or self._out_stream is None:
+            return  # opening failed; the error is recorded
+        self._retime(packet)
         packet.stream = self._out_stream
         self._mux(packet)
+
+    def _retime(self, packet: Packet[VideoStream]) -> None:
+        """Give ``packet`` timestamps that start at 0 in this file and always increase.
+
+        The source's own timestamps are kept (shifted) where it has them.  Where
+        it has none (the first packets of an RTSP session, and every packet of a
+        slow stream after PyAV's read timeout fired) the arrival time stands in.
+        """
+        now = time.monotonic()
+        tb = packet.time_base or (self._template.time_base if self._template else None)
+        ticks_per_s = float(1 / tb) if tb else 90_000.0
+        last_dts = self._last_dts
+        if last_dts is None:  # the first packet of a file
+            pts = 0
+            self._offset = packet.pts
+        elif packet.pts is not None and self._offset is not None:
+            pts = packet.pts - self._offset
+        else:
+            gap = max(1, round((now - self._last_arrival) * ticks_per_s))
+            pts = (self._last_pts or 0) + gap
+            # Back on the source's clock from here, continuing from this point.
+            self._offset = None if packet.pts is None else packet.pts - pts
+        if packet.dts is not None and self._offset is not None and packet.pts is not None:
+            dts = packet.dts - self._offset
+        else:
+            dts = pts
+        if last_dts is not None and dts <= last_dts:
+            dts = last_dts + 1  # the muxer needs strictly increasing dts
+        packet.pts, packet.dts = max(pts, dts), dts
+        self._last_pts, self._last_dts, self._last_arrival = packet.pts, dts, now
 
     def frame(self, frame: VideoFrame) -> None:
         if not self._encode or self._template is None or self._error is not None:
@@ -268,6 +297,7 @@ class Recorder:
             return
         self._out, self._out_stream, self._out_path = out, stream, path
         self._segment_start = time.monotonic()
+        self._offset = self._last_pts = self._last_dts = None
         logger.debug("recording %s to %s", self._source.label, path)
 
     def _mux(self, packet: Packet[Any]) -> None:

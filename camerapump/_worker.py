@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import itertools
 import logging
 import os
@@ -47,6 +48,8 @@ _thread_ids = itertools.count(1)
 # A paced source that falls this far behind its own clock re-anchors instead of
 # racing to catch up (after a pause, a seek, a slow machine).
 _RESYNC_AFTER = 0.5
+# Transient read errors (EIO) in a row before a live session counts as broken.
+_MAX_HICCUPS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,10 +337,12 @@ class Worker:
             CameraError: A read error (translated), or an abort.
         """
         live = self.source.is_live
+        hiccups = 0  # transient read errors in a row, without a packet between them
         while True:
             error: CameraError | None = None
             try:
                 for packet in container.demux(stream):
+                    hiccups = 0
                     yield packet
                     if self._halted():
                         return
@@ -348,6 +353,20 @@ class Worker:
                     return
                 yield None  # let the reader look at its controls, then read on
                 continue
+            except av.error.OSError as exc:
+                # A slow RTSP stream read with a short timeout sometimes reports EIO
+                # between packets (measured: every few seconds at 1-2 fps); the next
+                # read carries on.  Many in a row mean the connection is gone.
+                hiccups += 1
+                if (
+                    live
+                    and exc.errno == errno.EIO
+                    and hiccups <= _MAX_HICCUPS
+                    and not self._halted()
+                ):
+                    yield None
+                    continue
+                error = translate(exc, self.source, "read")
             except (av.error.FFmpegError, OSError) as exc:
                 error = translate(exc, self.source, "read")
             else:

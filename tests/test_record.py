@@ -221,3 +221,17 @@ def test_cli_probe_json(video_file: Path) -> None:
 
     info = json.loads(result.stdout)
     assert (info["width"], info["height"], info["fps"], info["codec"]) == (320, 240, 30.0, "h264")
+
+
+@pytest.mark.rtsp
+async def test_recording_a_slow_stream_keeps_every_frame_with_sane_timing(tmp_path: Path) -> None:
+    """A 2 fps stream (quiet gaps longer than the read timeout) records every frame, timed right."""
+    with RtspServer(fps=2, gop=2) as server:
+        async with cp.open_pump(cp.Source.rtsp(server.url())) as pump:
+            await anext(aiter(pump))
+            async with pump.record(tmp_path / "slow.mkv") as recorder:
+                await asyncio.sleep(4.0)
+    codec, frames, duration, first_key = probe(recorder.files[0])
+    assert (codec, first_key) == ("h264", True)
+    assert 6 <= frames <= 9
+    assert 2.5 <= duration <= 4.5

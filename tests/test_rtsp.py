@@ -212,3 +212,21 @@ async def test_more_rtsp_pumps_than_executor_workers_all_deliver(rtsp_server: Rt
         await asyncio.gather(*(p.aclose() for p in pumps))
     assert len(frames) == 7
     assert asyncio.get_running_loop()._default_executor is None  # type: ignore[attr-defined]
+
+
+async def test_a_slow_stream_is_read_without_spurious_reconnects() -> None:
+    """A 2 fps stream (gaps longer than the read timeout) streams steadily: no reconnect."""
+    with RtspServer(fps=2, gop=2) as server:
+        async with cp.open_pump(cp.Source.rtsp(server.url())) as pump:
+            frames = []
+            started = time.monotonic()
+            async for frame in pump:
+                frames.append(frame)
+                if time.monotonic() - started > 4:
+                    break
+            stats = pump.statistics()
+    assert stats.reconnects == 0
+    assert 7 <= len(frames) <= 11
+    assert [f.sequence for f in frames] == list(
+        range(frames[0].sequence, frames[0].sequence + len(frames))
+    )
