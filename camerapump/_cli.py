@@ -178,7 +178,7 @@ class _Figures:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.frames = 0
-        self.window: list[float] = []
+        self.window: list[tuple[float, float]] = []  # (received at, frame age) of the last second
         self.last_age = 0.0
         self.last_sequence = -1
         self.gaps = 0
@@ -187,11 +187,11 @@ class _Figures:
     def add(self, sequence: int, captured_at: float) -> None:
         now = time.monotonic()
         self.frames += 1
-        self.window.append(now)
-        cutoff = now - 1.0
-        while self.window and self.window[0] < cutoff:
-            self.window.pop(0)
         self.last_age = now - captured_at
+        self.window.append((now, self.last_age))
+        cutoff = now - 1.0
+        while self.window and self.window[0][0] < cutoff:
+            self.window.pop(0)
         if self.last_sequence >= 0 and sequence > self.last_sequence + 1:
             self.gaps += sequence - self.last_sequence - 1
         self.last_sequence = sequence
@@ -199,6 +199,14 @@ class _Figures:
     @property
     def fps(self) -> float:
         return float(len(self.window))
+
+    @property
+    def age_p99(self) -> float:
+        """The 99th percentile of decode-to-consumer latency over the last second."""
+        if not self.window:
+            return 0.0
+        ages = sorted(age for _, age in self.window)
+        return ages[min(len(ages) - 1, int(len(ages) * 0.99))]
 
 
 async def _watch(args: argparse.Namespace, out: TextIO) -> int:
@@ -231,6 +239,7 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
                     "frames": figures.frames,
                     "fps": figures.fps,
                     "frame_age_ms": round(figures.last_age * 1000, 3),
+                    "handoff_p99_ms": round(figures.age_p99 * 1000, 3),
                     "dropped": stats.frames_dropped,
                     "decoded": stats.frames_decoded,
                     "reconnects": stats.reconnects,
@@ -241,7 +250,8 @@ async def _watch(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 line = (
                     f"{stats.state:<12} {figures.fps:5.1f} fps  frames {figures.frames:6d}  "
-                    f"age {figures.last_age * 1000:6.1f} ms  dropped {stats.frames_dropped:5d}  "
+                    f"age {figures.last_age * 1000:6.1f} ms (p99 {figures.age_p99 * 1000:5.1f})  "
+                    f"dropped {stats.frames_dropped:5d}  "
                     f"reconnects {stats.reconnects}  {figures.last_status}"
                 )
                 out.write(("\r" + line + "\x1b[K") if interactive and not final else line + "\n")

@@ -31,7 +31,15 @@ def test_watch_json_prints_parseable_lines_and_stops_after_n_frames() -> None:
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[-1]["frames"] == 45
     assert records[0]["format"] == "640x480@30 wrapped_avframe->bgr24"
-    assert {"fps", "frame_age_ms", "dropped", "state", "events", "reconnects"} <= set(records[0])
+    assert {
+        "fps",
+        "frame_age_ms",
+        "handoff_p99_ms",
+        "dropped",
+        "state",
+        "events",
+        "reconnects",
+    } <= set(records[0])
     assert any("Connected" in e for r in records for e in r["events"])
 
 
@@ -82,3 +90,13 @@ def test_help_shows_examples() -> None:
         result = run(*args)
         assert result.returncode == 0
         assert "examples:" in result.stdout
+
+
+def test_devices_lists_no_cameras_here() -> None:
+    """`devices` and `devices --json` work on a machine without cameras."""
+    result = run("devices", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    result = run("devices")
+    assert result.returncode == 0
+    assert "no cameras found" in result.stdout

@@ -384,3 +384,13 @@ async def test_a_subscription_ends_with_the_pump_and_on_close() -> None:
     assert [f async for f in other] == []
     with pytest.raises(ValueError, match="buffer"):
         pump.subscribe(buffer=0)
+
+
+async def test_status_queue_keeps_the_newest_events_when_nobody_reads() -> None:
+    """A full status queue drops its oldest events; the pump never waits for a reader."""
+    async with cp.open_pump(cp.Source.test(), SMALL) as pump:
+        for n in range(200):
+            pump._emit(cp.Reconnecting(n, 0.0, "test"))
+        events = [pump.status.get_nowait() for _ in range(pump.status.qsize())]
+    assert len(events) == 64
+    assert events[-1] == cp.Reconnecting(199, 0.0, "test")
