@@ -11,9 +11,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -321,7 +322,7 @@ async def _record(args: argparse.Namespace, out: TextIO) -> int:
         async with recorder:
             while args.seconds is None or time.monotonic() - started < args.seconds:
                 await asyncio.sleep(0.5)
-                if pump.state in ("failed", "ended"):
+                if pump.state in ("failed", "ended") or recorder.error is not None:
                     break
                 elapsed = time.monotonic() - started
                 total = f"/{args.seconds:.0f}" if args.seconds else ""
@@ -364,6 +365,16 @@ async def _probe(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+async def _stoppable(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work``; SIGTERM cancels it, so pumps close and recordings are finished properly."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no signals on Windows
+        if task is not None:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    return await work
+
+
 def _devices(args: argparse.Namespace, out: TextIO) -> int:
     devices = list_devices()
     out.write(devices_json(devices) + "\n" if args.json else devices_table(devices))
@@ -382,9 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "devices":
             return _devices(args, sys.stdout)
         command = {"watch": _watch, "snapshot": _snapshot, "record": _record, "probe": _probe}
-        status = 0  # Ctrl-C is how a watch normally ends
-        with contextlib.suppress(KeyboardInterrupt):
-            status = asyncio.run(command[args.command](args, sys.stdout))
+        status = 0  # Ctrl-C (or SIGTERM from a service manager) is how a watch normally ends
+        with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
+            status = asyncio.run(_stoppable(command[args.command](args, sys.stdout)))
     except _UsageError as exc:
         print(f"camerapump: error: {exc}", file=sys.stderr)
         return 2

@@ -9,9 +9,9 @@ backoff, and the stall watchdog.  Frames cross from the thread with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
+import threading
 import time
 import warnings
 from collections import deque
@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
-
-import anyio
 
 from ._config import ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
 from ._errors import CameraError
@@ -71,13 +69,27 @@ class PumpStatistics:
 
 
 class _LoopSink:
-    """Hands the decode thread's results to the event loop."""
+    """Hands the decode thread's results to the event loop.
 
-    __slots__ = ("_loop", "_pump")
+    Frames wait in a small mailbox that keeps the newest ``buffer`` of them
+    (and the newest frame meant only for a capture); one wake-up is posted
+    per batch.  So a loop that is blocked for a while (a model loading, a
+    slow callback) finds the newest frames when it wakes, not a backlog of
+    every frame decoded meanwhile.  A file processed with ``realtime=False``
+    needs no bound here: its thread waits for credits.
+    """
 
-    def __init__(self, pump: Pump, loop: asyncio.AbstractEventLoop) -> None:
+    __slots__ = ("_capture", "_frames", "_lock", "_loop", "_pump", "_scheduled", "dropped")
+
+    def __init__(self, pump: Pump, loop: asyncio.AbstractEventLoop, buffer: int | None) -> None:
         self._pump = pump
         self._loop = loop
+        self._lock = threading.Lock()
+        self._frames: deque[Frame] = deque(maxlen=buffer)
+        self._capture: Frame | None = None
+        self._scheduled = False
+        #: Frames replaced in the mailbox before the loop took them.
+        self.dropped = 0
 
     def _post(self, callback: Any, *args: Any) -> None:
         try:
@@ -94,7 +106,29 @@ class _LoopSink:
         self._post(self._pump._on_opened, error)
 
     def frame(self, frame: Frame, for_stream: bool) -> None:
-        self._post(self._pump._on_frame, frame, for_stream)
+        with self._lock:
+            if for_stream:
+                if len(self._frames) == self._frames.maxlen:
+                    self.dropped += 1
+                self._frames.append(frame)
+            else:
+                self._capture = frame
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._post(self._drain)
+
+    def _drain(self) -> None:
+        """On the loop: hand over what the mailbox holds."""
+        with self._lock:
+            frames = list(self._frames)
+            self._frames.clear()
+            capture, self._capture = self._capture, None
+            self._scheduled = False
+        for frame in frames:
+            self._pump._on_frame(frame, True)
+        if capture is not None:
+            self._pump._on_frame(capture, False)
 
     def ended(self, end: SessionEnd) -> None:
         self._post(self._pump._on_ended, end)
@@ -155,6 +189,8 @@ class Pump:
         self._subscriptions: list[Subscription] = []
         self._worker: Worker = Worker(source, self._config, _NullSink())
         self._closing = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._capture_since: float | None = None  # when the oldest pending capture began
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -169,7 +205,7 @@ class Pump:
         self._worker = Worker(
             self._source,
             self._config,
-            _LoopSink(self, loop),
+            _LoopSink(self, loop, None if self._processing else self._frames.maxlen),
             backpressure=self._frames.maxlen if self._processing else None,
         )
         self._worker.set_active(self._active)
@@ -196,42 +232,45 @@ class Pump:
         The decode thread closes the container itself (the only safe way), so
         this waits for it, but never more than about a second: a thread that
         is inside a blocking open (bounded by the source's ``open_timeout``)
-        finishes that on its own and exits.
+        finishes that on its own and exits.  The closing runs in a task of its
+        own, shielded: a caller that is cancelled meanwhile gets its
+        ``CancelledError``, and the pump still closes completely.
         """
-        if self._closing:
-            if self._thread_done is not None:
-                with anyio.move_on_after(CLOSE_TIMEOUT):
-                    await self._thread_done.wait()
-            return
-        self._closing = True
-        # Shielded: a cancelled caller must not leave a camera open behind it.
-        with anyio.CancelScope(shield=True):
+        if self._close_task is None:
+            self._closing = True
+            self._close_task = asyncio.get_running_loop().create_task(
+                self._close(), name=f"camerapump-close {self._source.label}"
+            )
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        try:
             for task in self._tasks:
                 task.cancel()
-            for task in self._tasks:
-                # The tasks reported what they had to; here only their ending matters.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if self._tasks:
+                await asyncio.wait(self._tasks)  # they end at their next await
             self._worker.stop()
             thread = self._worker.thread
             if self._thread_done is not None and thread.is_alive():
-                with anyio.move_on_after(CLOSE_TIMEOUT):
-                    await self._thread_done.wait()
-                    # The thread posted its last word; let it return from run().
-                    while thread.is_alive():  # noqa: ASYNC110 - a thread, not a task
-                        await asyncio.sleep(0.001)
-            if thread.is_alive():
-                logger.warning(
-                    "%s: the decode thread is still in a blocking open; it exits by itself "
-                    "within the open timeout",
-                    self._source.label,
-                )
-            elif thread.ident is not None:
+                try:
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        await self._thread_done.wait()
+                        # The thread posted its last word; let it return from run().
+                        while thread.is_alive():  # noqa: ASYNC110 - a thread, not a task
+                            await asyncio.sleep(0.001)
+                except TimeoutError:
+                    logger.warning(
+                        "%s: the decode thread is still in a blocking open; it exits by "
+                        "itself within the open timeout",
+                        self._source.label,
+                    )
+            if not thread.is_alive() and thread.ident is not None:
                 thread.join()  # already finished: returns at once
-        if self._state not in ("failed", "ended"):
-            self._state = "closed"
-        self._frames.clear()  # what is left would be stale; iteration ends here
-        self._finish_waiters()
+        finally:
+            if self._state not in ("failed", "ended"):
+                self._state = "closed"
+            self._frames.clear()  # what is left would be stale; iteration ends here
+            self._finish_waiters()
 
     async def __aenter__(self) -> Self:
         if self._state == "new":
@@ -323,6 +362,9 @@ class Pump:
             timeout: Seconds to wait at most; ``None`` waits as long as the
                 session lives.
 
+        For a file read with ``realtime=False`` (processed, not watched) it is
+        the file's next frame.
+
         Returns:
             The frame, or ``None`` if none can be had: the pump is not
             connected (closed, ended, failed, reconnecting), the session was
@@ -333,15 +375,18 @@ class Pump:
         fut: asyncio.Future[Frame | None] = asyncio.get_running_loop().create_future()
         entry = (time.monotonic(), fut)
         self._captures.append(entry)
+        self._capture_since = self._captures[0][0]
         self._worker.add_capture(+1)
         try:
-            with anyio.move_on_after(timeout):
+            async with asyncio.timeout(timeout):
                 return await fut
+        except TimeoutError:
             return None
         finally:
             self._worker.add_capture(-1)
             if entry in self._captures:
                 self._captures.remove(entry)
+            self._capture_since = self._captures[0][0] if self._captures else None
 
     def record(
         self,
@@ -376,8 +421,8 @@ class Pump:
         Iterating the pump itself shares frames among the iterating tasks (each
         frame goes to one of them); subscriptions fan out instead, each with its
         own newest-``buffer`` frames and its own drop count, so a slow subscriber
-        never holds up a fast one.  Subscriptions always keep the newest frames,
-        also for a file read with ``realtime=False``.
+        never holds up a fast one.  (A file read with ``realtime=False`` has no
+        subscriptions: its single consumer sets the pace.)
 
         Args:
             buffer: Frames this subscriber keeps while it is behind.
@@ -385,9 +430,18 @@ class Pump:
         Returns:
             The subscription: ``async for frame in sub``; ``sub.close()`` (or
             ``with``) to unsubscribe.
+
+        Raises:
+            ValueError: A bad ``buffer``, or a file read with ``realtime=False``.
         """
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be a whole number >= 1, not {buffer!r}")
+        if self._processing:
+            raise ValueError(
+                "a file read with realtime=False is processed by one consumer, frame by frame "
+                "(its pace is the consumer's); iterate the pump itself, or open the file with "
+                "realtime=True to fan out"
+            )
         subscription = Subscription(self, buffer)
         self._subscriptions.append(subscription)
         return subscription
@@ -400,7 +454,7 @@ class Pump:
             active=self._active,
             frames_decoded=self._worker.frames_decoded,
             frames_delivered=self._delivered,
-            frames_dropped=self._dropped,
+            frames_dropped=self._dropped + getattr(self._worker.sink, "dropped", 0),
             reconnects=self._reconnects,
             decode_errors=self._worker.decode_errors,
             last_frame_age=None if not last else time.monotonic() - last,
@@ -433,6 +487,10 @@ class Pump:
             self._waiters.append(fut)
             try:
                 await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled() and self._frames:
+                    self._wake_one()  # we were woken for a frame we will not take: pass it on
+                raise
             finally:
                 if not fut.done():
                     fut.cancel()
@@ -455,6 +513,14 @@ class Pump:
     def _on_thread_finished(self) -> None:
         if self._thread_done is not None:
             self._thread_done.set()
+        if not self._closing and self._state not in ("ended", "failed", "closed"):
+            # The thread died outside a close (a bug, or a fatal error in FFmpeg):
+            # nothing can be opened any more, so the pump fails instead of waiting.
+            logger.error("%s: the decode thread stopped unexpectedly", self._source.label)
+            for task in self._tasks:
+                task.cancel()
+            self._emit(GaveUp("decode_thread_stopped"))
+            self._fail(CameraError(f"{self._source.label}: the decode thread stopped unexpectedly"))
         # A thread that died outside a session leaves nothing to wait for.
         self._on_opened(CameraError(f"{self._source.label}: the decode thread stopped"))
         self._on_ended(SessionEnd(None, None))
@@ -463,7 +529,9 @@ class Pump:
         if self._captures:
             taken = False
             for requested_at, fut in self._captures:
-                if requested_at <= frame.captured_at and not fut.done():
+                # A processed file has no "now": its next frame is the fresh one.
+                fresh = self._processing or requested_at <= frame.captured_at
+                if fresh and not fut.done():
                     fut.set_result(frame)
                     taken = True
             if taken:
@@ -531,7 +599,10 @@ class Pump:
                 result = await self._opened
                 if isinstance(result, CameraError):
                     error, reason = result, f"open_failed:{result.code}"
-                    if initial and not (policy is not None and policy.retry_initial_open):
+                    retry_first = (
+                        policy is not None and policy.retry_initial_open and self._source.is_live
+                    )
+                    if initial and not retry_first:
                         self._fail(error)
                         if not first.done():
                             first.set_exception(error)
@@ -571,6 +642,7 @@ class Pump:
                 assert self._active_event is not None
                 await self._active_event.wait()  # a paused pump suspends its attempts
                 await self._backoff(delay)
+                await self._active_event.wait()  # paused during the wait: still no attempt
                 self._reconnects += 1
         finally:
             if not first.done():
@@ -607,9 +679,13 @@ class Pump:
         period = min(1.0, stall / 4)
         while True:
             await asyncio.sleep(period)
-            if self._state != "connected" or not self._active:
-                continue
-            since = max(self._worker.last_frame_at, self._resumed_at)
+            capture_since = self._capture_since
+            if self._state != "connected" or not (self._active or capture_since is not None):
+                continue  # a paused pump is not stalled, unless someone waits for a capture
+            since = max(
+                self._worker.last_frame_at,
+                self._resumed_at if self._active else (capture_since or 0.0),
+            )
             if time.monotonic() - since > stall:
                 logger.info(
                     "%s: no frame for %.1f s; restarting the session", self._source.label, stall
@@ -628,7 +704,7 @@ class Subscription:
     def __init__(self, pump: Pump, buffer: int) -> None:
         self._pump = pump
         self._frames: deque[Frame] = deque(maxlen=buffer)
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self.dropped = 0
 
@@ -639,8 +715,10 @@ class Subscription:
         self._wake()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self
@@ -656,11 +734,13 @@ class Subscription:
                 if self._pump.error is not None:
                     raise self._pump.error
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
+                if not waiter.done():
+                    waiter.cancel()
 
     def close(self) -> None:
         """Unsubscribe; a waiting ``async for`` ends."""

@@ -19,18 +19,36 @@ _SECRET_PARAMS = frozenset(
 )
 
 
+# scheme://userinfo@rest, where userinfo runs to the LAST "@": a password with an
+# unencoded "/", "?" or "#" fools urlsplit (its netloc ends there), and masking
+# too much is the safe way to be wrong.
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^\s]*)@([^@\s]*)$")
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str]:
+    """Split ``url`` into (scheme://, user info or None, the rest)."""
+    match = _USERINFO.match(url)
+    if match is None:
+        scheme, sep, rest = url.partition("://")
+        return (scheme + sep, None, rest) if sep else ("", None, url)
+    return match.group(1), match.group(2), match.group(3)
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with its user info and secret query parameters masked.
 
     ``rtsp://alice:secret@host/cam?token=x`` becomes ``rtsp://***@host/cam?token=***``.
     Text that is not a URL is returned unchanged.
     """
+    prefix, userinfo, rest = _split_userinfo(url)
+    if not prefix:
+        return url
+    if userinfo is not None:
+        url = prefix + MASK + "@" + rest
     parts = urllib.parse.urlsplit(url)
     if not parts.scheme or not parts.netloc:
         return url
     netloc = parts.netloc
-    if "@" in netloc:
-        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
     query = parts.query
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
@@ -47,16 +65,17 @@ def secrets_of(url: str) -> tuple[str, ...]:
     Each is returned raw and percent-decoded, longest first, so that replacing
     them in order never leaves a fragment of a longer one behind.
     """
-    parts = urllib.parse.urlsplit(url)
     found: set[str] = set()
-    if "@" in parts.netloc:
+    _, userinfo, rest = _split_userinfo(url)
+    if userinfo is not None:
         found.add(url)
-        userinfo = parts.netloc.rsplit("@", 1)[0]
         found.add(userinfo)
         user, _, password = userinfo.partition(":")
         if password:
             found.add(password)
         found.add(user)
+    # The query is looked at without the user info (which may hold a "?").
+    parts = urllib.parse.urlsplit(url if userinfo is None else "x://" + rest)
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() in _SECRET_PARAMS and value:
             found.add(url)

@@ -48,6 +48,13 @@ _thread_ids = itertools.count(1)
 # A paced source that falls this far behind its own clock re-anchors instead of
 # racing to catch up (after a pause, a seek, a slow machine).
 _RESYNC_AFTER = 0.5
+
+
+class _EndOfPackets:
+    """Marks the end of a session's packets."""
+
+
+_END = _EndOfPackets()
 # Transient read errors (EIO) in a row before a live session counts as broken.
 _MAX_HICCUPS = 20
 
@@ -131,6 +138,11 @@ class Worker:
         )
 
     # -- controls, called from any thread -------------------------------------------------
+
+    @property
+    def sink(self) -> Sink:
+        """Where this worker's results go."""
+        return self._sink
 
     @property
     def thread(self) -> threading.Thread:
@@ -258,7 +270,10 @@ class Worker:
         except BaseException:  # pragma: no cover - a bug; keep the loop informed
             logger.exception("decode thread of %s crashed", self.source.label)
             self._sink.ended(
-                SessionEnd(CameraError(f"{self.source.label}: internal error"), "crash")
+                SessionEnd(
+                    CameraError(f"{self.source.label}: internal error in the decode thread"),
+                    "crash",
+                )
             )
         finally:
             self._apply_tap_changes()
@@ -404,14 +419,19 @@ class Worker:
                 reason = self._abort_reason
                 return SessionEnd(StreamTimeout(f"{source.label}: {reason}"), reason)
             try:
-                packet = next(packets)
-            except StopIteration:
+                packet = next(packets, _END)
+            except CameraError as error:
+                return SessionEnd(error, f"read_error:{error.code}")
+            if packet is _END:
                 if self._stopping():
                     return SessionEnd(None, None)
                 if self._aborting():
                     continue  # handled at the top of the loop
                 if source.kind == "file" and source.loop:
-                    guard(source, "read", lambda: container.seek(0))
+                    try:
+                        guard(source, "read", lambda: container.seek(0))
+                    except CameraError as error:
+                        return SessionEnd(error, f"read_error:{error.code}")
                     packets = self._packets(container, stream)
                     pts_offset = last_pts + frame_step
                     continue
@@ -421,8 +441,7 @@ class Worker:
                         "end_of_stream",
                     )
                 return SessionEnd(None, None)
-            except CameraError as error:
-                return SessionEnd(error, f"read_error:{error.code}")
+            assert not isinstance(packet, _EndOfPackets)
             if packet is None:
                 continue  # a quiet moment on a live source
             frames: list[VideoFrame]
@@ -478,11 +497,14 @@ class Worker:
             data, vframe.width, vframe.height, self.config.pixel_format, sequence, pts, now
         )
         if active and self._credits is not None:
-            # Processing a file: wait for the consumer rather than drop.
-            while not self._credits.acquire(timeout=0.1):
-                if self._halted() or not self._active:
-                    break
-            if self._stopping():
-                return
-            active = self._active
+            # Processing a file: wait for the consumer rather than drop; a frame
+            # decoded while active goes to the stream even if a pause comes
+            # meanwhile.  A pending capture is served at once, without a credit.
+            served = False
+            while not self._credits.acquire(timeout=0.05):
+                if self._halted():
+                    return
+                if self._captures and not served:
+                    self._sink.frame(frame, False)
+                    served = True
         self._sink.frame(frame, active)

@@ -230,3 +230,23 @@ def test_no_password_survives_redaction_of_pyav_style_messages(password: str) ->
     source = cp.Source.rtsp(url)
     assert password not in redact_text(message, source.secrets)
     assert password not in repr(source)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://alice:Se#cr3t@127.0.0.1:1/h264",
+        "rtsp://admin:Hunter#2024@10.0.0.1/stream1",
+        "rtsp://bob:a/b?c@cam.local/live",
+        "rtsp://carol:p%40ss@cam.local/live",
+        "rtsp://dave:x@y@cam.local/live",
+    ],
+)
+def test_unencoded_special_characters_in_passwords_are_still_masked(url: str) -> None:
+    """A password with a raw '#', '?', '/' or '@' (which fools URL parsers) never shows."""
+    source = cp.Source.rtsp(url)
+    password = url.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+    message = f"[Errno -1] Server returned 401 Unauthorized: '{url}'"
+    for text in (repr(source), str(source), redact_text(message, source.secrets)):
+        assert password not in text
+        assert "***@" in text

@@ -1,0 +1,208 @@
+"""Regressions found in review: cancellation, blocked loops, credits, crashes, fan-out, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+import camerapump as cp
+from camerapump import _worker
+from conftest import _pump_threads, make_video
+from netfaults import RtspServer, TcpProxy
+
+pytestmark = pytest.mark.timeout(60)
+
+SMALL = cp.StreamConfig(320, 240, 30)
+
+
+async def test_a_cancelled_aclose_still_closes_everything_and_ends_consumers(
+    own_rtsp_server: RtspServer,
+) -> None:
+    """aclose() cancelled half-way: the caller sees CancelledError, the pump still closes fully."""
+    with TcpProxy(("127.0.0.1", own_rtsp_server.port)) as proxy:
+        pump = await cp.open_pump(cp.Source.rtsp(f"rtsp://127.0.0.1:{proxy.port}/h264"))
+        await anext(aiter(pump))
+        pump.set_active(False)
+        consumer = asyncio.create_task(anext(aiter(pump), None))
+        proxy.freeze()  # the decode thread now sits in a read for up to half a second
+        await asyncio.sleep(0.2)
+        closer = asyncio.create_task(pump.aclose())
+        await asyncio.sleep(0.05)
+        closer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closer
+        await pump.aclose()  # a second call waits for the same, complete close
+        assert pump.state == "closed"
+        await asyncio.wait_for(consumer, 1)  # ended (None), or got the last frame: not hung
+        assert not [t for t in _pump_threads() if t.is_alive()]
+
+
+async def test_a_blocked_event_loop_finds_the_newest_frames_not_a_backlog() -> None:
+    """After the loop was blocked for 1 s, only `buffer` frames wait, and they are the newest."""
+    async with cp.open_pump(cp.Source.test(), SMALL, buffer=2) as pump:
+        await anext(aiter(pump))
+        time.sleep(1.0)  # noqa: ASYNC251 - blocking the loop is the point
+        first = await anext(aiter(pump))
+        second = await anext(aiter(pump))
+        decoded = pump.statistics().frames_decoded
+        assert second.sequence == first.sequence + 1
+        assert decoded - second.sequence <= 3
+        assert pump.statistics().frames_dropped >= 20
+
+
+async def test_pausing_a_processed_file_never_deadlocks_or_loses_a_frame(tmp_path: Path) -> None:
+    """realtime=False: pause, take a buffered frame, resume: every frame still arrives."""
+    clip = make_video(tmp_path / "c.mp4", frames=40)
+    async with cp.open_pump(cp.Source.file(clip, realtime=False)) as pump:
+        it = aiter(pump)
+        seqs = [(await anext(it)).sequence]
+        await asyncio.sleep(0.2)
+        pump.set_active(False)
+        seqs.append((await asyncio.wait_for(anext(it), 2)).sequence)
+        pump.set_active(True)
+        async with asyncio.timeout(10):
+            seqs += [f.sequence async for f in pump]
+    assert seqs == list(range(40))
+
+
+async def test_capture_on_a_processed_file_nobody_iterates_returns(tmp_path: Path) -> None:
+    """realtime=False with no consumer: capture_frame() still gets a frame at once."""
+    clip = make_video(tmp_path / "c.mp4", frames=40)
+    async with cp.open_pump(cp.Source.file(clip, realtime=False)) as pump:
+        await asyncio.sleep(0.3)  # the thread now waits for a credit
+        frame = await asyncio.wait_for(pump.capture_frame(), 2)
+    assert frame is not None
+
+
+async def test_processed_files_cannot_be_fanned_out(tmp_path: Path) -> None:
+    """subscribe() on a realtime=False file says why it cannot work."""
+    clip = make_video(tmp_path / "c.mp4", frames=5)
+    async with cp.open_pump(cp.Source.file(clip, realtime=False)) as pump:
+        with pytest.raises(ValueError, match="realtime=True"):
+            pump.subscribe()
+
+
+async def test_a_dead_decode_thread_fails_the_pump_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash inside the decode thread ends the pump with GaveUp and a typed error."""
+    real = _worker.Worker._deliver
+    calls = {"n": 0}
+
+    def crash_once(self: _worker.Worker, *args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise MemoryError("simulated")
+        real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_worker.Worker, "_deliver", crash_once)
+    async with cp.open_pump(cp.Source.test(), SMALL) as pump:
+        with pytest.raises(cp.CameraError, match="decode thread"):
+            async with asyncio.timeout(5):
+                async for _ in pump:
+                    pass
+        events = [pump.status.get_nowait() for _ in range(pump.status.qsize())]
+    assert isinstance(events[-1], cp.GaveUp)
+
+
+async def test_capture_while_paused_on_a_dead_link_gives_up_at_the_stall_timeout(
+    own_rtsp_server: RtspServer,
+) -> None:
+    """Paused, link frozen, capture_frame(): the watchdog still ends the wait (None), no hang."""
+    with TcpProxy(("127.0.0.1", own_rtsp_server.port)) as proxy:
+        source = cp.Source.rtsp(f"rtsp://127.0.0.1:{proxy.port}/h264", open_timeout=2)
+        policy = cp.ReconnectPolicy(stall_timeout=1.5, initial_backoff=5)
+        async with cp.open_pump(source, policy=policy) as pump:
+            await anext(aiter(pump))
+            pump.set_active(False)
+            proxy.freeze()
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            assert await asyncio.wait_for(pump.capture_frame(), 6) is None
+            assert time.monotonic() - started < 4
+
+
+async def test_two_tasks_on_one_subscription_both_end_when_it_closes() -> None:
+    """Every task waiting on a subscription is woken by close()."""
+    async with cp.open_pump(cp.Source.test(), SMALL) as pump:
+        pump.set_active(False)
+        await asyncio.sleep(0.2)  # frames in flight have arrived
+        sub = pump.subscribe()
+        waiting = [asyncio.create_task(anext(aiter(sub), None)) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        sub.close()
+        assert await asyncio.wait_for(asyncio.gather(*waiting), 1) == [None, None]
+
+
+async def test_retry_initial_open_does_not_hide_a_missing_file(tmp_path: Path) -> None:
+    """Files are not retried, so their open error is raised even with retry_initial_open."""
+    policy = cp.ReconnectPolicy(retry_initial_open=True)
+    with pytest.raises(cp.DeviceNotFound):
+        async with cp.open_pump(cp.Source.file(tmp_path / "none.mp4"), policy=policy):
+            pass
+
+
+async def test_pausing_during_a_backoff_holds_the_next_attempt(own_rtsp_server: RtspServer) -> None:
+    """set_active(False) during a backoff: no attempt follows until resumed."""
+    policy = cp.ReconnectPolicy(initial_backoff=0.5, max_backoff=0.5, jitter=0)
+    async with cp.open_pump(cp.Source.rtsp(own_rtsp_server.url()), policy=policy) as pump:
+        await anext(aiter(pump))
+        own_rtsp_server.kill()
+        async with asyncio.timeout(10):
+            while pump.state != "reconnecting":
+                await asyncio.sleep(0.02)
+        pump.set_active(False)  # during the 0.5 s backoff
+        while not pump.status.empty():
+            pump.status.get_nowait()
+        await asyncio.sleep(1.5)
+        assert pump.status.empty(), "an attempt was made while paused"
+        pump.set_active(True)
+        event = await asyncio.wait_for(pump.status.get(), 5)
+        assert isinstance(event, cp.Reconnecting)
+
+
+def test_cli_record_stops_when_the_file_cannot_be_written(tmp_path: Path) -> None:
+    """`record` into a missing directory fails promptly with exit 1 and one line."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "camerapump",
+            "record",
+            "test:",
+            "-o",
+            str(tmp_path / "no" / "x.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "RecordingFailed" in result.stderr
+    assert time.monotonic() - started < 15
+
+
+def test_cli_record_finishes_the_file_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM (a service manager's stop) leaves a finished, playable MP4."""
+    out = tmp_path / "term.mp4"
+    command = [sys.executable, "-m", "camerapump", "record", "test:", "-o", str(out)]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames > 10
