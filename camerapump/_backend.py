@@ -280,9 +280,10 @@ def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, Vi
         raise FormatNotSupported(f"{source.label}: the source has no video stream")
     stream = container.streams.video[0]
     cc = stream.codec_context
-    if source.kind == "file" and not source.realtime:
-        cc.thread_type = "AUTO"  # throughput matters, not latency: frame threading too
-    else:
+    # FFmpeg's default decoder threading (slice threads) is kept for files too:
+    # frame threading ("AUTO") was 16 % slower on 2 cores, where the bgr24
+    # conversion competes for the same cores (docs/benchmarks.md).
+    if source.is_live:
         cc.flags |= av.codec.context.Flags.low_delay  # no frame held back for reordering
     return container, stream
 

@@ -36,6 +36,10 @@ logger = logging.getLogger("camerapump")
 PumpState = Literal["new", "connecting", "connected", "reconnecting", "ended", "failed", "closed"]
 #: Status events kept for a reader that does not keep up; the oldest go first.
 STATUS_QUEUE_SIZE = 64
+#: Frames a processed file (``realtime=False``) may decode ahead of its consumer:
+#: enough that the decode thread and the consumer overlap instead of taking
+#: turns (1 frame ahead cost 15 % of the throughput of a 720p file).
+PROCESSING_DEPTH = 8
 #: How long ``aclose()`` waits for the decode thread.
 CLOSE_TIMEOUT = 0.9
 
@@ -169,7 +173,10 @@ class Pump:
         self._policy = policy
         self._stall_timeout = (policy or ReconnectPolicy()).stall_timeout
         self._processing = source.kind == "file" and not source.realtime
-        self._frames: deque[Frame] = deque(maxlen=buffer)
+        # A processed file delivers every frame: its buffer is bounded by the
+        # decode thread's credits, not by dropping.
+        self._frames: deque[Frame] = deque(maxlen=None if self._processing else buffer)
+        self._buffer = buffer
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._captures: list[tuple[float, asyncio.Future[Frame | None]]] = []
         self._status: asyncio.Queue[PumpStatus] = asyncio.Queue(maxsize=STATUS_QUEUE_SIZE)
@@ -205,8 +212,8 @@ class Pump:
         self._worker = Worker(
             self._source,
             self._config,
-            _LoopSink(self, loop, None if self._processing else self._frames.maxlen),
-            backpressure=self._frames.maxlen if self._processing else None,
+            _LoopSink(self, loop, None if self._processing else self._buffer),
+            backpressure=max(self._buffer, PROCESSING_DEPTH) if self._processing else None,
         )
         self._worker.set_active(self._active)
         self._worker.start()
