@@ -123,7 +123,14 @@ class Worker:
         self._abort_reason: str | None = None
         self._active = True
         self._captures = 0
-        self._credits = threading.Semaphore(backpressure) if backpressure else None
+        # Backpressure for processed files, kept cheap on the hot path: two
+        # counters with one writer each (this thread; the consumer), and an
+        # event that is only set when this thread actually waits.
+        self._depth = backpressure or None
+        self._produced = 0
+        self._consumed = 0
+        self._space = threading.Event()
+        self._waiting_for_space = False
         self._taps: list[PacketTap] = []  # touched by the decode thread only
         self._tap_changes: list[tuple[bool, PacketTap]] = []  # (add?, tap), under _cond
         self._stream: VideoStream | None = None  # the open session's stream (thread only)
@@ -181,8 +188,7 @@ class Worker:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._credits is not None:
-            self._credits.release()  # wake a thread waiting for a credit
+        self._space.set()  # wake a thread waiting for the consumer
 
     def set_active(self, active: bool) -> None:
         """Pause (no conversion, no delivery) or resume."""
@@ -210,8 +216,10 @@ class Worker:
 
     def release_credit(self) -> None:
         """The consumer took a frame: the thread may deliver one more."""
-        if self._credits is not None:
-            self._credits.release()
+        if self._depth is not None:
+            self._consumed += 1
+            if self._waiting_for_space:
+                self._space.set()
 
     # -- the thread -----------------------------------------------------------------------
 
@@ -496,15 +504,25 @@ class Worker:
         frame = Frame(
             data, vframe.width, vframe.height, self.config.pixel_format, sequence, pts, now
         )
-        if active and self._credits is not None:
+        if active and self._depth is not None:
             # Processing a file: wait for the consumer rather than drop; a frame
             # decoded while active goes to the stream even if a pause comes
-            # meanwhile.  A pending capture is served at once, without a credit.
+            # meanwhile.  A pending capture is served at once, without waiting.
             served = False
-            while not self._credits.acquire(timeout=0.05):
+            while self._produced - self._consumed >= self._depth:
+                self._space.clear()
+                self._waiting_for_space = True
+                # Checked again after raising the flag: a consumer that took a
+                # frame just before saw no flag and set no event.
+                if self._produced - self._consumed < self._depth:
+                    break
+                self._space.wait(0.05)
                 if self._halted():
+                    self._waiting_for_space = False
                     return
                 if self._captures and not served:
                     self._sink.frame(frame, False)
                     served = True
+            self._waiting_for_space = False
+            self._produced += 1
         self._sink.frame(frame, active)
