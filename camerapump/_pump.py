@@ -197,6 +197,7 @@ class Pump:
         self._worker: Worker = Worker(source, self._config, _NullSink())
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._capture_since: float | None = None  # when the oldest pending capture began
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -205,6 +206,7 @@ class Pump:
         if self._state != "new":
             raise RuntimeError("a pump can be started only once")
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._state = "connecting"
         self._thread_done = asyncio.Event()
         self._active_event = asyncio.Event()
@@ -243,20 +245,23 @@ class Pump:
         own, shielded: a caller that is cancelled meanwhile gets its
         ``CancelledError``, and the pump still closes completely.
         """
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and loop is not self._loop:
+            raise RuntimeError("close a pump on the event loop that started it")
         if self._close_task is None:
             self._closing = True
-            self._close_task = asyncio.get_running_loop().create_task(
+            self._close_task = loop.create_task(
                 self._close(), name=f"camerapump-close {self._source.label}"
             )
         await asyncio.shield(self._close_task)
 
     async def _close(self) -> None:
         try:
+            self._worker.stop()  # first: even a close cut short leaves the thread ending
             for task in self._tasks:
                 task.cancel()
             if self._tasks:
                 await asyncio.wait(self._tasks)  # they end at their next await
-            self._worker.stop()
             thread = self._worker.thread
             if self._thread_done is not None and thread.is_alive():
                 try:
@@ -653,7 +658,10 @@ class Pump:
                 self._reconnects += 1
         finally:
             if not first.done():
-                first.set_result(None)
+                if self._error is not None:
+                    first.set_exception(self._error)  # e.g. the thread died in the first open
+                else:
+                    first.set_result(None)
 
     async def _backoff(self, delay: float) -> None:
         """Wait ``delay`` seconds; a USB camera that is plugged back in ends the wait early."""

@@ -202,20 +202,33 @@ class Recorder:
 
         The source's own timestamps are kept (shifted) where it has them.  Where
         it has none (the first packets of an RTSP session, and every packet of a
-        slow stream after PyAV's read timeout fired) the arrival time stands in.
+        slow stream after PyAV's read timeout fired), or where they jump by more
+        than a second against the arrival clock (a looped file starting again,
+        an RTP clock reset), the arrival time stands in and the source's clock
+        is followed again from there.
         """
         now = time.monotonic()
         tb = packet.time_base or (self._template.time_base if self._template else None)
         ticks_per_s = float(1 / tb) if tb else 90_000.0
         last_dts = self._last_dts
+        by_arrival = (self._last_pts or 0) + max(1, round((now - self._last_arrival) * ticks_per_s))
         if last_dts is None:  # the first packet of a file
             pts = 0
             self._offset = packet.pts
-        elif packet.pts is not None and self._offset is not None:
+        elif (
+            packet.pts is not None
+            and self._offset is not None
+            # Decode time going backwards, or presentation time running ahead of
+            # the arrival clock by over a second, is a discontinuity.  (A file
+            # processed faster than real time runs ahead of arrival by one frame
+            # at a time, never a second.)
+            and (packet.pts if packet.dts is None else packet.dts) - self._offset
+            >= last_dts - ticks_per_s / 20
+            and packet.pts - self._offset <= by_arrival + ticks_per_s
+        ):
             pts = packet.pts - self._offset
         else:
-            gap = max(1, round((now - self._last_arrival) * ticks_per_s))
-            pts = (self._last_pts or 0) + gap
+            pts = by_arrival
             # Back on the source's clock from here, continuing from this point.
             self._offset = None if packet.pts is None else packet.pts - pts
         if packet.dts is not None and self._offset is not None and packet.pts is not None:

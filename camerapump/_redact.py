@@ -2,6 +2,10 @@
 
 PyAV puts the whole URL, password included, into its error messages, and
 users paste URLs into logs.  Everything camerapump prints goes through here.
+
+URLs are taken apart as text, not with ``urllib.parse``: a password with an
+unencoded ``/``, ``?``, ``#`` or ``@`` fools a URL parser (its host would end
+there), and such URLs are common in camera configs.
 """
 
 from __future__ import annotations
@@ -14,24 +18,45 @@ __all__ = ["redact_text", "redact_url", "secrets_of"]
 MASK = "***"
 
 # Query parameters that some cameras use to carry credentials (?user=admin&pwd=...).
-_SECRET_PARAMS = frozenset(
-    {"user", "username", "password", "pass", "passwd", "pwd", "token", "auth", "key", "apikey"}
+_SECRET_PARAMS = (
+    "user",
+    "username",
+    "password",
+    "pass",
+    "passwd",
+    "pwd",
+    "token",
+    "auth",
+    "key",
+    "apikey",
 )
-
-
-# scheme://userinfo@rest, where userinfo runs to the LAST "@": a password with an
-# unencoded "/", "?" or "#" fools urlsplit (its netloc ends there), and masking
-# too much is the safe way to be wrong.
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^\s]*)@([^@\s]*)$")
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:" + "|".join(_SECRET_PARAMS) + r")=)([^&;#\s'\"<>]*)", re.IGNORECASE
+)
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# What follows the "@" of user info: a host (name, IPv4 or [IPv6]) and maybe a port,
+# then the path, query or fragment, or the end.
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d+)?(?=[/?#]|$)")
 
 
 def _split_userinfo(url: str) -> tuple[str, str | None, str]:
-    """Split ``url`` into (scheme://, user info or None, the rest)."""
-    match = _USERINFO.match(url)
-    if match is None:
-        scheme, sep, rest = url.partition("://")
-        return (scheme + sep, None, rest) if sep else ("", None, url)
-    return match.group(1), match.group(2), match.group(3)
+    """Split ``url`` into (``scheme://``, the user info or ``None``, the rest).
+
+    The user info ends at the last ``@`` that is followed by a host; it may
+    hold ``/`` only after a ``:`` (a password), so ``http://cdn/clip@2x.mp4``
+    has none.
+    """
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return "", None, url
+    prefix, body = scheme.group(0), url[scheme.end() :]
+    at = len(body)
+    while (at := body.rfind("@", 0, at)) > 0:
+        userinfo, rest = body[:at], body[at + 1 :]
+        slash = userinfo.find("/")
+        if _HOST.match(rest) and (slash < 0 or 0 <= userinfo.find(":") < slash):
+            return prefix, userinfo, rest
+    return prefix, None, body
 
 
 def redact_url(url: str) -> str:
@@ -44,19 +69,8 @@ def redact_url(url: str) -> str:
     if not prefix:
         return url
     if userinfo is not None:
-        url = prefix + MASK + "@" + rest
-    parts = urllib.parse.urlsplit(url)
-    if not parts.scheme or not parts.netloc:
-        return url
-    netloc = parts.netloc
-    query = parts.query
-    if query:
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            query = "&".join(
-                f"{k}={MASK}" if k.lower() in _SECRET_PARAMS else f"{k}={v}" for k, v in pairs
-            )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        rest = MASK + "@" + rest
+    return prefix + _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, rest)
 
 
 def secrets_of(url: str) -> tuple[str, ...]:
@@ -66,20 +80,14 @@ def secrets_of(url: str) -> tuple[str, ...]:
     them in order never leaves a fragment of a longer one behind.
     """
     found: set[str] = set()
-    _, userinfo, rest = _split_userinfo(url)
+    _, userinfo, _ = _split_userinfo(url)
     if userinfo is not None:
-        found.add(url)
-        found.add(userinfo)
+        found.update((url, userinfo))
         user, _, password = userinfo.partition(":")
-        if password:
-            found.add(password)
-        found.add(user)
-    # The query is looked at without the user info (which may hold a "?").
-    parts = urllib.parse.urlsplit(url if userinfo is None else "x://" + rest)
-    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if key.lower() in _SECRET_PARAMS and value:
-            found.add(url)
-            found.add(value)
+        found.update((user, password))
+    for match in _SECRET_QUERY.finditer(url):
+        if match.group(2):
+            found.update((url, match.group(2)))
     decoded = {urllib.parse.unquote(s) for s in found}
     # One-character "secrets" would shred every message; a password that short is
     # not a secret worth the noise, and the URL itself is still replaced whole.

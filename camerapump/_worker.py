@@ -123,6 +123,7 @@ class Worker:
         self._abort_reason: str | None = None
         self._active = True
         self._captures = 0
+        self._capture_requests = 0  # every capture ever asked for (to serve each one)
         # Backpressure for processed files, kept cheap on the hot path: two
         # counters with one writer each (this thread; the consumer), and an
         # event that is only set when this thread actually waits.
@@ -200,6 +201,8 @@ class Worker:
         """Count a pending one-shot capture in (+1) or out (-1)."""
         with self._cond:
             self._captures = max(0, self._captures + delta)
+            if delta > 0:
+                self._capture_requests += 1
             self._cond.notify_all()
 
     def add_tap(self, tap: PacketTap) -> None:
@@ -508,7 +511,7 @@ class Worker:
             # Processing a file: wait for the consumer rather than drop; a frame
             # decoded while active goes to the stream even if a pause comes
             # meanwhile.  A pending capture is served at once, without waiting.
-            served = False
+            served = -1  # the capture request this frame last served
             while self._produced - self._consumed >= self._depth:
                 self._space.clear()
                 self._waiting_for_space = True
@@ -520,9 +523,9 @@ class Worker:
                 if self._halted():
                     self._waiting_for_space = False
                     return
-                if self._captures and not served:
+                if self._captures and served != self._capture_requests:
+                    served = self._capture_requests
                     self._sink.frame(frame, False)
-                    served = True
             self._waiting_for_space = False
             self._produced += 1
         self._sink.frame(frame, active)

@@ -250,3 +250,24 @@ def test_unencoded_special_characters_in_passwords_are_still_masked(url: str) ->
     for text in (repr(source), str(source), redact_text(message, source.secrets)):
         assert password not in text
         assert "***@" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "rtsp://alice:secret@cam.local/s?notify=ops@example.com&token=abc",
+            "rtsp://***@cam.local/s?notify=ops@example.com&token=***",
+        ),
+        (
+            "rtsp://cam.local/s?email=a@b.com&token=abc",
+            "rtsp://cam.local/s?email=a@b.com&token=***",
+        ),
+        ("http://cdn/v/clip@2x.mp4", "http://cdn/v/clip@2x.mp4"),
+        ("rtsp://u:p@[::1]:554/x", "rtsp://***@[::1]:554/x"),
+    ],
+)
+def test_an_at_sign_after_the_host_is_not_user_info(url: str, expected: str) -> None:
+    """'@' after the host (an e-mail in the query, a file name) neither leaks nor over-masks."""
+    assert redact_url(url) == expected
+    assert "abc" not in redact_text(f"failed: {url}", secrets_of(url))

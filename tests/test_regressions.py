@@ -206,3 +206,55 @@ def test_cli_record_finishes_the_file_on_sigterm(tmp_path: Path) -> None:
     with av.open(str(out)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames > 10
+
+
+async def test_every_capture_on_an_unread_processed_file_is_served(tmp_path: Path) -> None:
+    """realtime=False, nobody iterating: each of several captures in a row gets a frame."""
+    clip = make_video(tmp_path / "c.mp4", frames=40)
+    async with cp.open_pump(cp.Source.file(clip, realtime=False)) as pump:
+        await asyncio.sleep(0.3)
+        for _ in range(3):
+            assert await asyncio.wait_for(pump.capture_frame(), 2) is not None
+
+
+async def test_recording_a_looping_file_keeps_real_time(tmp_path: Path) -> None:
+    """A looped file starts its timestamps again; the recording stays as long as recorded."""
+    clip = make_video(tmp_path / "one-second.mp4", frames=30)
+    async with cp.open_pump(cp.Source.file(clip, loop=True)) as pump:
+        async with pump.record(tmp_path / "out.mkv") as recorder:
+            await asyncio.sleep(3.0)
+    with av.open(str(recorder.files[0])) as container:
+        duration = (container.duration or 0) / 1e6
+        frames = sum(1 for _ in container.decode(video=0))
+    assert 2.2 <= duration <= 3.5
+    assert 60 <= frames <= 100
+
+
+async def test_a_crash_during_the_first_open_raises_from_open_pump(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the decode thread dies in its first open, entering the pump raises."""
+
+    def explode(*args: object) -> None:
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(_worker, "open_input", explode)
+    with pytest.raises(cp.CameraError, match="decode thread"):
+        async with cp.open_pump(cp.Source.test(), SMALL):
+            pass
+
+
+def test_closing_on_another_event_loop_is_refused() -> None:
+    """aclose() must run on the loop that started the pump; elsewhere it says so at once."""
+
+    async def start() -> cp.Pump:
+        return await cp.open_pump(cp.Source.test(), SMALL)
+
+    loop = asyncio.new_event_loop()
+    try:
+        pump = loop.run_until_complete(start())
+        with pytest.raises(RuntimeError, match="event loop that started it"):
+            asyncio.run(pump.aclose())
+        loop.run_until_complete(pump.aclose())
+    finally:
+        loop.close()
