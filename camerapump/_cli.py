@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -179,7 +180,7 @@ class _Figures:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.frames = 0
-        self.window: list[tuple[float, float]] = []  # (received at, frame age) of the last second
+        self.window: deque[tuple[float, float]] = deque()  # (received at, frame age), last second
         self.last_age = 0.0
         self.last_sequence = -1
         self.gaps = 0
@@ -192,7 +193,7 @@ class _Figures:
         self.window.append((now, self.last_age))
         cutoff = now - 1.0
         while self.window and self.window[0][0] < cutoff:
-            self.window.pop(0)
+            self.window.popleft()
         if self.last_sequence >= 0 and sequence > self.last_sequence + 1:
             self.gaps += sequence - self.last_sequence - 1
         self.last_sequence = sequence

@@ -21,6 +21,16 @@ PixelFormat = Literal["bgr24", "rgb24", "gray", "bgra", "rgba"]
 PIXEL_FORMATS: tuple[str, ...] = ("bgr24", "rgb24", "gray", "bgra", "rgba")
 
 
+def is_positive_number(value: object) -> bool:
+    """True for a finite int or float above 0 (not a bool): a duration, a rate."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _check_size(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
         raise ValueError(f"{name} must be a positive whole number of pixels or None, not {value!r}")
@@ -60,12 +70,7 @@ class StreamConfig:
         _check_size("height", self.height)
         if (self.width is None) != (self.height is None):
             raise ValueError("width and height go together: give both or neither")
-        if self.fps is not None and (
-            isinstance(self.fps, bool)
-            or not isinstance(self.fps, (int, float))
-            or not math.isfinite(self.fps)
-            or not 0 < self.fps <= 1000
-        ):
+        if self.fps is not None and not (is_positive_number(self.fps) and self.fps <= 1000):
             raise ValueError(
                 f"fps must be a number above 0 and at most 1000, or None, not {self.fps!r}"
             )
@@ -142,11 +147,7 @@ class ReconnectPolicy:
             raise ValueError("max_attempts must be a whole number >= 0, or None for no limit")
         if not isinstance(self.jitter, (int, float)) or not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be between 0 and 1, not {self.jitter!r}")
-        if (
-            not isinstance(self.stall_timeout, (int, float))
-            or not math.isfinite(self.stall_timeout)
-            or self.stall_timeout <= 0
-        ):
+        if not is_positive_number(self.stall_timeout):
             raise ValueError(
                 f"stall_timeout must be a positive number of seconds, not {self.stall_timeout!r}"
             )

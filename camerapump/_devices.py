@@ -16,7 +16,6 @@ import dataclasses
 import errno
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -29,7 +28,7 @@ import av
 import av.error
 
 from . import _v4l2
-from ._config import StreamConfig
+from ._config import StreamConfig, is_positive_number
 from ._errors import CameraError, DeviceBusy, DeviceNotFound, FormatNotSupported, PermissionDenied
 from ._source import Source, UsbBackend, default_usb_backend
 
@@ -85,12 +84,7 @@ class ControlError(CameraError, ValueError):
 
 
 def _check_fps(name: str, value: float | None) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if value is not None and not is_positive_number(value):
         raise ValueError(f"{name} must be a positive number of frames per second or None")
 
 

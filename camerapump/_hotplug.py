@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import functools
 import logging
-import math
 import os
 import struct
 import sys
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+from ._config import is_positive_number
 from ._devices import DeviceInfo, _list_devices, _System
 
 __all__ = [
@@ -156,12 +156,7 @@ class DeviceWatcher:
         enumerator: Enumerator | None,
         use_inotify: bool,
     ) -> None:
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, (int, float))
-            or not math.isfinite(poll_interval)
-            or poll_interval <= 0
-        ):
+        if not is_positive_number(poll_interval):
             raise ValueError(
                 f"poll_interval must be a positive number of seconds, not {poll_interval!r}"
             )

@@ -303,9 +303,8 @@ class Pump:
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if getattr(self, "_closing", True) or getattr(self, "_state", "new") in ("new", "closed"):
             return  # closed properly, never started, or __init__ did not finish
-        if self._state not in ("new", "closed") and not self._closing:
-            _warn(f"unclosed {self!r}; use 'async with' or aclose()", ResourceWarning, stacklevel=1)
-            self._worker.stop()
+        _warn(f"unclosed {self!r}; use 'async with' or aclose()", ResourceWarning, stacklevel=1)
+        self._worker.stop()
 
     # -- public surface -------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from av.packet import Packet
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from ._config import is_positive_number
 from ._errors import CameraError
 from ._redact import redact_text
 from ._source import Source
@@ -70,7 +71,7 @@ class Recorder:
         segment_seconds: float | None = None,
         container: str | None = None,
     ) -> None:
-        if segment_seconds is not None and not segment_seconds > 0:
+        if segment_seconds is not None and not is_positive_number(segment_seconds):
             raise ValueError("segment_seconds must be a positive number of seconds, or None")
         self.path = Path(path)
         fmt = container or _CONTAINERS.get(self.path.suffix.lower())
@@ -188,7 +189,7 @@ class Recorder:
             if not keyframe:
                 return  # a file starts at a keyframe, or it would not play
             self._open_file(self._template)
-        elif keyframe and self._segment_due(packet):
+        elif keyframe and self._segment_due():
             self._finish_file()
             self._open_file(self._template)
         if self._out is None or self._out_stream is None:
@@ -243,7 +244,7 @@ class Recorder:
     def frame(self, frame: VideoFrame) -> None:
         if not self._encode or self._template is None or self._error is not None:
             return
-        if self._out is None or self._segment_due(None):
+        if self._out is None or self._segment_due():
             self._finish_file()
             self._open_file(self._template)
         assert self._out is not None
@@ -266,7 +267,7 @@ class Recorder:
 
     # -- decode-thread helpers ------------------------------------------------------------
 
-    def _segment_due(self, packet: Packet[VideoStream] | None) -> bool:
+    def _segment_due(self) -> bool:
         if self.segment_seconds is None or self._segment_start is None:
             return False
         return time.monotonic() - self._segment_start >= self.segment_seconds

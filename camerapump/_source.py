@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ._config import is_positive_number
 from ._redact import redact_url, secrets_of
 
 __all__ = ["TEST_PATTERNS", "Source", "SourceKind", "default_usb_backend"]
@@ -80,7 +81,7 @@ class Source:
             raise ValueError(f"transport must be 'tcp' or 'udp', not {self.transport!r}")
         if self.backend is not None and self.backend not in _USB_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_USB_BACKENDS)} or None")
-        if not self.open_timeout > 0:
+        if not is_positive_number(self.open_timeout):
             raise ValueError("open_timeout must be a positive number of seconds")
         if self.kind == "usb":
             if isinstance(self.target, bool) or not isinstance(self.target, (int, str)):
