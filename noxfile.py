@@ -72,7 +72,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("mypy==2.4.1", "-e", ".")
+    session.install("mypy==2.4.1", "trio>=0.25", "-e", ".")
     session.run("mypy", "--strict", "camerapump")
 
 

@@ -12,6 +12,7 @@ import logging
 
 from ._camera import Camera, StreamEnded, open_camera
 from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
+from ._delivery import ConsumerStatistics
 from ._devices import (
     CONTROL_NAMES,
     Capabilities,
@@ -39,15 +40,17 @@ from ._errors import (
 from ._frame import Frame
 from ._hotplug import DeviceAdded, DeviceRemoved, DeviceWatcher, watch_devices
 from ._image import save_image
-from ._pump import Pump, PumpStatistics, Subscription, open_pump
+from ._output import FITS, Geometry, Output
+from ._pump import Pump, PumpState, PumpStatistics, Subscription, open_pump
 from ._record import Recorder, RecordingFailed
 from ._source import TEST_PATTERNS, Source
-from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
+from ._status import Connected, Connecting, FormatChanged, GaveUp, PumpStatus, Reconnecting
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONTROL_NAMES",
+    "FITS",
     "PIXEL_FORMATS",
     "TEST_PATTERNS",
     "AuthenticationFailed",
@@ -57,6 +60,7 @@ __all__ = [
     "Connected",
     "Connecting",
     "ConnectionFailed",
+    "ConsumerStatistics",
     "Control",
     "ControlError",
     "DeviceAdded",
@@ -65,12 +69,16 @@ __all__ = [
     "DeviceNotFound",
     "DeviceRemoved",
     "DeviceWatcher",
+    "FormatChanged",
     "FormatDescriptor",
     "FormatNotSupported",
     "Frame",
     "GaveUp",
+    "Geometry",
+    "Output",
     "PermissionDenied",
     "Pump",
+    "PumpState",
     "PumpStatistics",
     "PumpStatus",
     "ReconnectPolicy",

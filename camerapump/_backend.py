@@ -21,9 +21,11 @@ import av
 import av.codec.context
 import av.error
 from av.container import InputContainer
+from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from ._config import StreamConfig, StreamFormat
+from ._convert import upright_rotation
 from ._errors import (
     AuthenticationFailed,
     CameraError,
@@ -42,11 +44,14 @@ __all__ = [
     "DEFAULT_TEST_SIZE",
     "READ_POLL",
     "OpenSpec",
+    "check_fps",
+    "declared_fps",
     "guard",
     "negotiate",
     "open_input",
     "open_spec",
     "translate",
+    "upright_size",
 ]
 
 logger = logging.getLogger("camerapump")
@@ -114,7 +119,7 @@ def translate(exc: BaseException, source: Source, stage: str) -> CameraError:
         errno.ECONNABORTED,
     ):
         return ConnectionFailed(f"{label}: connection failed during {stage}", detail=detail)
-    if source.kind == "rtsp":
+    if source.traits.network:
         # Garbage answers, a handshake that broke off, name resolution: for a
         # network source all of these mean the stream could not be had.
         return ConnectionFailed(
@@ -203,22 +208,62 @@ def _dshow_name(index: int) -> str:
     return names[index]
 
 
-def open_spec(source: Source, config: StreamConfig) -> OpenSpec:
-    """Work out how to open ``source`` with PyAV for ``config``."""
-    if source.kind == "rtsp":
-        options = {
-            "rtsp_transport": source.transport,
-            # Probe as little as possible: the SDP and the first packets already
-            # tell the size.  Measured on loopback (docs/benchmarks.md), time to
-            # first frame: H.264 1.0 s -> 0.12 s, MJPEG 0.73 s -> 0.07 s.  A stream
-            # whose size is not known after that is opened again with FFmpeg's
-            # full probing (see open_input).  fflags=nobuffer made it slower
-            # (1.1 s: it drops the keyframe read while probing), so it is not set.
-            **FAST_PROBE,
-        }
-        if source.transport == "udp":
-            options["buffer_size"] = str(4 * 1024 * 1024)  # fewer losses at 1080p bursts
-        return OpenSpec(str(source.target), None, options, (source.open_timeout, READ_POLL))
+def _stream_options(url: str) -> dict[str, str]:
+    """FFmpeg options that fit each stream protocol (other than RTSP)."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("http", "https"):
+        # MJPEG cameras and HLS: a dropped HTTP connection is our reconnect's
+        # business, not FFmpeg's (its own retries would hide a dead camera).
+        return {"reconnect": "0", "multiple_requests": "1"}
+    if scheme == "udp":
+        # A bigger socket buffer loses fewer datagrams at 1080p bursts; overrun
+        # reports instead of stopping.
+        return {"buffer_size": str(4 * 1024 * 1024), "overrun_nonfatal": "1", "fifo_size": "100000"}
+    if scheme == "srt":
+        return {"latency": "120000"}
+    return {}
+
+
+def _short_probe(scheme: str) -> bool:
+    """Whether the short probe finds the video stream of this protocol.
+
+    RTMP (FLV) announces its streams as packets come; with a short probe an
+    audio packet first hides the video stream altogether (measured against
+    nginx-rtmp with AAC), so FLV is probed as long as FFmpeg likes.
+    """
+    return scheme not in ("rtmp", "rtmps")
+
+
+def open_spec(source: Source, config: StreamConfig, *, transport: str | None = None) -> OpenSpec:
+    """Work out how to open ``source`` with PyAV for ``config``.
+
+    Args:
+        source: What to open.
+        config: What to ask for.
+        transport: For RTSP, the transport of this try (``tcp`` or ``udp``);
+            ``None`` takes the source's own (``auto`` tries TCP first).
+    """
+    if source.kind in ("rtsp", "stream"):
+        url = str(source.target)
+        scheme = url.split("://", 1)[0].lower()
+        options: dict[str, str] = {}
+        if source.kind == "rtsp":
+            chosen = transport or ("tcp" if source.transport == "auto" else source.transport)
+            options["rtsp_transport"] = chosen
+            if chosen == "udp":
+                options["buffer_size"] = str(4 * 1024 * 1024)  # fewer losses at 1080p bursts
+        else:
+            options.update(_stream_options(url))
+        if _short_probe(scheme):
+            # Probe as little as possible: the SDP or the first packets name the
+            # stream, and the first decoded picture tells its size (see
+            # Worker.open), so no second, fully probed open is ever needed.
+            # Measured on loopback (docs/benchmarks.md), time to first frame:
+            # H.264 1.0 s -> 0.12 s, MJPEG 0.73 s -> 0.07 s.  fflags=nobuffer
+            # made it slower (1.1 s: it drops the keyframe read while probing).
+            options.update(FAST_PROBE)
+        options.update(dict(source.options))
+        return OpenSpec(url, None, options, (source.open_timeout, READ_POLL))
     if source.kind == "usb":
         return _usb_spec(source, config)
     if source.kind == "test":
@@ -228,16 +273,56 @@ def open_spec(source: Source, config: StreamConfig) -> OpenSpec:
     return OpenSpec(str(source.target), None, {}, None)
 
 
+def _transport_refused(error: CameraError) -> bool:
+    """Whether an RTSP open over TCP failed in a way that UDP may cure.
+
+    RTSP over UDP still talks RTSP over TCP, so a refused or unreachable
+    server, a wrong password, a missing path or a silent server fail the same
+    way on both; what UDP cures is a server that offers no TCP transport
+    ("461 Unsupported transport"), which FFmpeg reports as a failed read.
+    """
+    if type(error) is not ConnectionFailed:
+        return False
+    detail = (error.detail or "").lower()
+    return not any(
+        word in detail for word in ("refused", "unreachable", "404", "not found", "reset")
+    )
+
+
 def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, VideoStream]:
     """Open ``source`` and pick its first video stream (on the decode thread).
+
+    An RTSP source with ``transport="auto"`` that TCP cannot open (a server
+    that offers only UDP answers "461 Unsupported transport") is tried once
+    more over UDP.
 
     Raises:
         CameraError: The typed error for whatever went wrong; the container is
             closed again if it was opened.
     """
+    if source.kind == "rtsp" and source.transport == "auto":
+        try:
+            return _open_input(source, config, "tcp")
+        except CameraError as error:
+            if not _transport_refused(error):
+                raise
+            logger.debug("%s: TCP failed (%s); trying UDP", source.label, error)
+            try:
+                return _open_input(source, config, "udp")
+            except CameraError as second:
+                if isinstance(second, type(error)):
+                    # Neither transport worked: say so, with the first answer's detail.
+                    raise type(error)(f"{error}; UDP failed as well", detail=error.detail) from None
+                raise
+    return _open_input(source, config, None)
+
+
+def _open_input(
+    source: Source, config: StreamConfig, transport: str | None
+) -> tuple[InputContainer, VideoStream]:
     if source.kind == "file" and not os.path.exists(str(source.target)):
         raise DeviceNotFound(f"{source.label}: no such file")
-    spec = open_spec(source, config)
+    spec = open_spec(source, config, transport=transport)
     if spec.format == "v4l2" and not os.path.exists(spec.file):
         raise DeviceNotFound(f"{source.label}: no such device ({spec.file} does not exist)")
     logger.debug("opening %s (format=%s)", source.label, spec.format)
@@ -259,22 +344,6 @@ def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, Vi
                 detail=error.detail,
             ) from None
         raise
-    if (
-        spec.options.get("probesize") == FAST_PROBE["probesize"]
-        and container.streams.video
-        and not container.streams.video[0].codec_context.width
-    ):
-        # The short probe did not find the size (no parameter sets in the SDP):
-        # open again and let FFmpeg probe as long as it needs.
-        container.close()
-        logger.debug("%s: size unknown after a short probe; probing fully", source.label)
-        spec = OpenSpec(
-            spec.file,
-            spec.format,
-            {k: v for k, v in spec.options.items() if k not in FAST_PROBE},
-            spec.timeout,
-        )
-        container = guard(source, "open", _open)
     if not container.streams.video:
         container.close()
         raise FormatNotSupported(f"{source.label}: the source has no video stream")
@@ -288,25 +357,60 @@ def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, Vi
     return container, stream
 
 
-def _declared_fps(stream: VideoStream) -> float | None:
-    rate = stream.average_rate or stream.base_rate
+def declared_fps(stream: VideoStream) -> float | None:
+    """The stream's own average frame rate, where the container knows it.
+
+    Only ``average_rate``: the "base" or "guessed" rates double a 25 fps H.264
+    stream that declares no rate (field timing: 50), and an RTP clock leaks
+    into them as 90000.  A stream without one is measured (see the worker).
+    """
+    rate = stream.average_rate
     if rate is None or rate <= 0:
         return None
     fps = float(rate)
-    # RTP clocks (90 kHz) leak into r_frame_rate when a stream declares nothing.
     return fps if fps <= 1000 else None
 
 
-def negotiate(source: Source, config: StreamConfig, stream: VideoStream) -> StreamFormat:
-    """Check what the opened stream gives against what ``config`` asked for.
+def upright_size(vframe: VideoFrame, autorotate: bool) -> tuple[int, int]:
+    """The size of ``vframe`` as shown: turned upright where its display matrix says so."""
+    if autorotate and upright_rotation(vframe) in (90, 270):
+        return vframe.height, vframe.width
+    return vframe.width, vframe.height
+
+
+def check_fps(source: Source, config: StreamConfig, fmt: StreamFormat) -> None:
+    """Check a requested frame rate against what the stream gives (declared or measured).
+
+    Raises:
+        FormatNotSupported: The stream's rate is not the one asked for.
+    """
+    if config.fps is None or fmt.fps is None:
+        return
+    if abs(fmt.fps - config.fps) > _FPS_TOLERANCE * config.fps:
+        raise FormatNotSupported(
+            f"{source.label}: asked for {config.fps:g} fps, but the source gives "
+            f"{fmt.width}x{fmt.height} at {'about ' if fmt.fps_measured else ''}{fmt.fps:g} fps "
+            f"({fmt.codec}); for fewer frames a second, ask for "
+            f"output=cp.Output(max_fps={config.fps:g}) instead"
+        )
+
+
+def negotiate(
+    source: Source, config: StreamConfig, stream: VideoStream, first: VideoFrame
+) -> StreamFormat:
+    """Check what the opened stream gives (its first picture) against what ``config`` asked for.
+
+    A live stream that declares no frame rate is measured over its first
+    second; the rate is then checked (:func:`check_fps`) when it is known.
 
     Raises:
         FormatNotSupported: A requested size or rate that the source does not
-            deliver, naming what it does deliver.
+            deliver, naming what it does deliver and how to get resized or
+            decimated frames instead.
     """
     cc = stream.codec_context
-    width, height = cc.width, cc.height
-    fps = _declared_fps(stream)
+    width, height = upright_size(first, config.autorotate)
+    fps = declared_fps(stream)
     if source.kind == "test":
         fps = float(config.fps or DEFAULT_TEST_FPS)
     got = StreamFormat(width, height, fps, config.pixel_format, cc.name or "unknown")
@@ -314,7 +418,8 @@ def negotiate(source: Source, config: StreamConfig, stream: VideoStream) -> Stre
     if config.width is not None and (width, height) != (config.width, config.height):
         problems.append(f"size {config.width}x{config.height}")
     if config.fps is not None and (
-        fps is None or abs(fps - config.fps) > _FPS_TOLERANCE * config.fps
+        (fps is None and not source.is_live)
+        or (fps is not None and abs(fps - config.fps) > _FPS_TOLERANCE * config.fps)
     ):
         problems.append(f"{config.fps:g} fps")
     if config.input_format is not None and source.kind == "usb":
@@ -325,8 +430,19 @@ def negotiate(source: Source, config: StreamConfig, stream: VideoStream) -> Stre
             problems.append(f"input format {config.input_format}")
     if problems:
         fps_text = "unknown fps" if fps is None else f"{fps:g} fps"
+        hint = ""
+        if config.width is not None or config.fps is not None:
+            wants = []
+            if config.width is not None:
+                wants.append(f"width={config.width}, height={config.height}")
+            if config.fps is not None:
+                wants.append(f"max_fps={config.fps:g}")
+            hint = (
+                "; for resized or fewer frames from this source, leave StreamConfig open and "
+                f"ask for output=cp.Output({', '.join(wants)})"
+            )
         raise FormatNotSupported(
             f"{source.label}: asked for {' and '.join(problems)}, but the source gives "
-            f"{width}x{height} at {fps_text} ({cc.name})"
+            f"{width}x{height} at {fps_text} ({cc.name}){hint}"
         )
     return got

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "PIXEL_CHANNELS",
     "PIXEL_FORMATS",
     "PixelFormat",
     "ReconnectPolicy",
@@ -17,8 +18,11 @@ __all__ = [
 ]
 
 PixelFormat = Literal["bgr24", "rgb24", "gray", "bgra", "rgba"]
+#: The one table of delivered pixel formats: name -> channels per pixel.  The
+#: names are FFmpeg's, so they go to swscale (and PyAV's encoders) as they are.
+PIXEL_CHANNELS: dict[str, int] = {"bgr24": 3, "rgb24": 3, "gray": 1, "bgra": 4, "rgba": 4}
 #: The pixel formats a delivered :class:`~camerapump.Frame` can have.
-PIXEL_FORMATS: tuple[str, ...] = ("bgr24", "rgb24", "gray", "bgra", "rgba")
+PIXEL_FORMATS: tuple[str, ...] = tuple(PIXEL_CHANNELS)
 
 
 def is_positive_number(value: object) -> bool:
@@ -56,6 +60,9 @@ class StreamConfig:
             (the default) fails with :class:`~camerapump.FormatNotSupported`
             listing the closest modes; ``"nearest"`` takes the closest mode
             (see :func:`~camerapump.best_format`).  Other sources ignore it.
+        autorotate: Turn pictures upright where the stream says it is rotated
+            (a display matrix, as phones and dashcams write), as the ffmpeg
+            command line does; ``False`` delivers them as stored.
     """
 
     width: int | None = None
@@ -64,6 +71,7 @@ class StreamConfig:
     pixel_format: PixelFormat = "bgr24"
     input_format: str | None = None
     negotiation: Literal["exact", "nearest"] = "exact"
+    autorotate: bool = True
 
     def __post_init__(self) -> None:
         _check_size("width", self.width)
@@ -84,6 +92,9 @@ class StreamConfig:
             raise ValueError("input_format must be a non-empty FFmpeg format name or None")
         if self.negotiation not in ("exact", "nearest"):
             raise ValueError(f"negotiation must be 'exact' or 'nearest', not {self.negotiation!r}")
+        if not isinstance(self.autorotate, bool):
+            # ValueError, like every other bad field of plain data here.
+            raise ValueError(f"autorotate must be True or False, not {self.autorotate!r}")  # noqa: TRY004
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +102,15 @@ class StreamFormat:
     """What was actually negotiated with a source.
 
     Attributes:
-        width: Frame width in pixels.
+        width: Frame width in pixels (of the upright picture, where the stream
+            declares a rotation).
         height: Frame height in pixels.
-        fps: Frames per second as the source declares it, or ``None`` if it does not.
+        fps: Frames per second: the stream's own average rate where the
+            container knows it, else the rate measured over the first second
+            of frames (see ``fps_measured``), else ``None``.
         pixel_format: Layout of the delivered arrays (see :class:`StreamConfig`).
         codec: The source's codec (``"h264"``, ``"mjpeg"``, ``"rawvideo"``, ...).
+        fps_measured: True when ``fps`` was measured, not declared.
     """
 
     width: int
@@ -103,9 +118,23 @@ class StreamFormat:
     fps: float | None
     pixel_format: PixelFormat
     codec: str
+    fps_measured: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """The format as JSON-ready data."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "fps": None if self.fps is None else round(self.fps, 3),
+            "fps_measured": self.fps_measured,
+            "pixel_format": self.pixel_format,
+            "codec": self.codec,
+        }
 
     def __str__(self) -> str:
         fps = "?" if self.fps is None else f"{self.fps:g}"
+        if self.fps_measured:
+            fps = "~" + fps
         return f"{self.width}x{self.height}@{fps} {self.codec}->{self.pixel_format}"
 
 
@@ -154,14 +183,15 @@ class ReconnectPolicy:
 
 
 def backoff_delay(attempt: int, policy: ReconnectPolicy, rng: random.Random | None = None) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (counting from 0).
+    """Seconds to wait before reconnect attempt ``attempt`` (zero-based, like ``Reconnecting``).
 
     ``min(max_backoff, initial_backoff * 2**attempt)``, then spread uniformly by
     ``± jitter`` of itself.  Safe for any attempt number: the exponent is capped
     before it can overflow a float.
 
     Args:
-        attempt: How many attempts came before this one.
+        attempt: The attempt's number: 0 for the first retry after a failure,
+            which waits ``initial_backoff``.
         policy: The policy that gives the numbers.
         rng: The random source for the jitter (a seeded one in tests).
     """

@@ -1,41 +1,57 @@
-"""The asyncio pump: delivery, one-shot capture, pause, status events, reconnection.
+"""The pump: a thin async facade over the decode thread, for asyncio and trio alike.
 
-One :class:`Pump` owns one decode thread (:class:`~camerapump._worker.Worker`)
-and two tasks: the supervisor, which opens sessions and reconnects with
-backoff, and the stall watchdog.  Frames cross from the thread with
-``loop.call_soon_threadsafe`` into a bounded buffer that keeps the newest.
+One :class:`Pump` owns one decode thread (:class:`~camerapump._worker.Worker`),
+which opens sessions, reads them, watches for stalls and reconnects with
+backoff (:mod:`camerapump._supervisor`).  The pump has no background task:
+the thread posts what happens to the event loop (through the loop's token,
+:mod:`camerapump._handoff`), and the pump turns it into status events, state
+changes and frames for its consumers (:mod:`camerapump._delivery`).  So a pump
+may be opened in one task and closed in another, and no caller's cancel scope
+holds anything of it.
+
+State lives on the event loop and changes in :meth:`Pump._set_state` only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import logging
 import os
-import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from ._config import ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
+import anyio
+
+from ._config import ReconnectPolicy, StreamConfig, StreamFormat
+from ._delivery import (
+    Consumer,
+    ConsumerStatistics,
+    Delivery,
+    Mailbox,
+    StatusQueue,
+    new_status_queue,
+)
+from ._demand import Demand, Pick
 from ._errors import CameraError
 from ._frame import Frame
-from ._hotplug import DeviceAdded, watch_devices
+from ._handoff import LoopHandle
+from ._output import Output
 from ._record import Recorder
 from ._source import Source
-from ._status import Connected, Connecting, GaveUp, PumpStatus, Reconnecting
-from ._worker import SessionEnd, Worker
+from ._status import Connected, Connecting, FormatChanged, GaveUp, PumpStatus, Reconnecting
+from ._usb import UsbTracker
+from ._worker import Worker
 
 __all__ = ["Pump", "PumpState", "PumpStatistics", "Subscription", "open_pump"]
 
 logger = logging.getLogger("camerapump")
 
-PumpState = Literal["new", "connecting", "connected", "reconnecting", "ended", "failed", "closed"]
-#: Status events kept for a reader that does not keep up; the oldest go first.
-STATUS_QUEUE_SIZE = 64
 #: Frames a processed file (``realtime=False``) may decode ahead of its consumer:
 #: enough that the decode thread and the consumer overlap instead of taking
 #: turns (1 frame ahead cost 15 % of the throughput of a 720p file).
@@ -44,116 +60,98 @@ PROCESSING_DEPTH = 8
 CLOSE_TIMEOUT = 0.9
 
 
+class PumpState(enum.StrEnum):
+    """Where a pump is in its life; compares equal to its string value."""
+
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+_TERMINAL = frozenset({PumpState.ENDED, PumpState.FAILED, PumpState.CLOSED})
+
+
 @dataclass(frozen=True, slots=True)
 class PumpStatistics:
-    """A snapshot of a pump's counters (see :meth:`Pump.statistics`).
+    """A snapshot of a pump's counters (see :meth:`Pump.statistics`); every figure as of now.
 
     Attributes:
         state: ``connecting``, ``connected``, ``reconnecting``, ``ended``,
             ``failed`` or ``closed``.
         active: False while paused.
-        frames_decoded: Frames decoded, over all sessions.
-        frames_delivered: Frames handed to consumers (iteration and captures).
-        frames_dropped: Frames replaced in the buffer before a consumer took them.
-        reconnects: Sessions re-opened after a loss.
+        frames_decoded: Pictures the decoder produced, over all sessions.
+        frames_converted: Conversions made: one per picture and distinct
+            output that some consumer was going to take.  Pictures nobody
+            takes are not converted.
+        frames_delivered: Frames taken by consumers (iterating the pump, each
+            subscription, each capture); a frame taken by two subscribers counts twice.
+        frames_dropped: Frames converted and then replaced (or given up as
+            stale) before any consumer took them.
+        reconnects: Sessions re-established after a loss.
+        reconnect_attempts: Reconnect attempts made (successful or not).
         decode_errors: Packets that failed to decode and were skipped.
-        last_frame_age: Seconds since the last decoded frame, or ``None``.
+        last_frame_age: Seconds since the newest decoded picture, now (it grows
+            while a stream is frozen), or ``None`` before the first.
+        fps: Pictures decoded during the last second, now (0 on a frozen stream).
         format: The negotiated format, or ``None`` before the first session.
+        consumers: Per consumer (the pump's own iteration, each subscription):
+            its output, frames delivered and dropped.
     """
 
     state: PumpState
     active: bool
     frames_decoded: int
+    frames_converted: int
     frames_delivered: int
     frames_dropped: int
     reconnects: int
+    reconnect_attempts: int
     decode_errors: int
     last_frame_age: float | None
+    fps: float
     format: StreamFormat | None
+    consumers: tuple[ConsumerStatistics, ...] = ()
 
-
-class _LoopSink:
-    """Hands the decode thread's results to the event loop.
-
-    Frames wait in a small mailbox that keeps the newest ``buffer`` of them
-    (and the newest frame meant only for a capture); one wake-up is posted
-    per batch.  So a loop that is blocked for a while (a model loading, a
-    slow callback) finds the newest frames when it wakes, not a backlog of
-    every frame decoded meanwhile.  A file processed with ``realtime=False``
-    needs no bound here: its thread waits for credits.
-    """
-
-    __slots__ = ("_capture", "_frames", "_lock", "_loop", "_pump", "_scheduled", "dropped")
-
-    def __init__(self, pump: Pump, loop: asyncio.AbstractEventLoop, buffer: int | None) -> None:
-        self._pump = pump
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._frames: deque[Frame] = deque(maxlen=buffer)
-        self._capture: Frame | None = None
-        self._scheduled = False
-        #: Frames replaced in the mailbox before the loop took them.
-        self.dropped = 0
-
-    def _post(self, callback: Any, *args: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:
-            # The loop is closed (the program is ending without aclose()): nobody
-            # is listening any more, so stop producing.
-            self._pump._worker.stop()
-
-    def opened(self, fmt: StreamFormat) -> None:
-        self._post(self._pump._on_opened, fmt)
-
-    def open_failed(self, error: CameraError) -> None:
-        self._post(self._pump._on_opened, error)
-
-    def frame(self, frame: Frame, for_stream: bool) -> None:
-        with self._lock:
-            if for_stream:
-                if len(self._frames) == self._frames.maxlen:
-                    self.dropped += 1
-                self._frames.append(frame)
-            else:
-                self._capture = frame
-            if self._scheduled:
-                return
-            self._scheduled = True
-        self._post(self._drain)
-
-    def _drain(self) -> None:
-        """On the loop: hand over what the mailbox holds."""
-        with self._lock:
-            frames = list(self._frames)
-            self._frames.clear()
-            capture, self._capture = self._capture, None
-            self._scheduled = False
-        for frame in frames:
-            self._pump._on_frame(frame, True)
-        if capture is not None:
-            self._pump._on_frame(capture, False)
-
-    def ended(self, end: SessionEnd) -> None:
-        self._post(self._pump._on_ended, end)
-
-    def finished(self) -> None:
-        self._post(self._pump._on_thread_finished)
+    def as_dict(self) -> dict[str, Any]:
+        """The statistics as JSON-ready data."""
+        data = dataclasses.asdict(self)
+        data["state"] = str(self.state)
+        data["format"] = None if self.format is None else self.format.as_dict()
+        data["consumers"] = [
+            {
+                "kind": c.kind,
+                "output": str(c.output),
+                "delivered": c.delivered,
+                "dropped": c.dropped,
+            }
+            for c in self.consumers
+        ]
+        if self.last_frame_age is not None:
+            data["last_frame_age"] = round(self.last_frame_age, 4)
+        return data
 
 
 class Pump:
     """A running source: iterate for the newest frames, capture one, watch its status.
 
     Create one with :func:`open_pump`.  Use it as ``async with`` (or ``await``
-    it and call :meth:`aclose`).
+    it and call :meth:`aclose`).  Works under asyncio and trio.
 
     Args:
         source: What to stream.
-        config: What to ask of it; ``None`` takes the source as it is, in bgr24.
+        config: What to ask of the source; ``None`` takes it as it is, in bgr24.
+        output: How ``async for frame in pump`` wants its frames (size, fit,
+            rate, pixel format, keyframes); ``None``: as the source gives them.
         policy: How to recover a live source; ``None`` turns reconnection off
             (the first error ends the pump).
-        buffer: Frames kept for a consumer that is behind; the oldest are
-            dropped (a file read with ``realtime=False`` waits instead).
+        buffer: Frames kept for a consumer that is behind.  With 1 (the
+            default) a frame is converted only when it will be taken; with
+            more, every frame is converted and the newest ``buffer`` kept.  A
+            file read with ``realtime=False`` delivers every frame instead.
     """
 
     def __init__(
@@ -161,131 +159,150 @@ class Pump:
         source: Source,
         config: StreamConfig | None = None,
         *,
+        output: Output | None = None,
         policy: ReconnectPolicy | None = ReconnectPolicy(),  # noqa: B008 - frozen, shared is fine
         buffer: int = 1,
     ) -> None:
         if not isinstance(source, Source):
             raise TypeError(f"source must be a camerapump.Source, not {type(source).__name__}")
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-            raise ValueError(f"buffer must be a whole number >= 1, not {buffer!r}")
+        if output is not None and not isinstance(output, Output):
+            raise TypeError(f"output must be a camerapump.Output, not {type(output).__name__}")
+        _check_buffer(buffer)
         self._source = source
         self._config = config or StreamConfig()
         self._policy = policy
-        self._stall_timeout = (policy or ReconnectPolicy()).stall_timeout
         self._processing = source.kind == "file" and not source.realtime
-        # A processed file delivers every frame: its buffer is bounded by the
-        # decode thread's credits, not by dropping.
-        self._frames: deque[Frame] = deque(maxlen=None if self._processing else buffer)
+        self._explicit_output = output is not None
+        self._output = (output or Output()).resolved(self._config.pixel_format)
         self._buffer = buffer
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._captures: list[tuple[float, asyncio.Future[Frame | None]]] = []
-        self._status: asyncio.Queue[PumpStatus] = asyncio.Queue(maxsize=STATUS_QUEUE_SIZE)
-        self._state: PumpState = "new"
+        self._demand = Demand()
+        self._demand.processing = self._processing
+        self._state = PumpState.NEW
         self._format: StreamFormat | None = None
         self._error: CameraError | None = None
         self._active = True
-        self._resumed_at = 0.0
-        self._delivered = 0
-        self._dropped = 0
         self._reconnects = 0
-        self._opened: asyncio.Future[StreamFormat | CameraError] | None = None
-        self._ended: asyncio.Future[SessionEnd] | None = None
-        self._thread_done: asyncio.Event | None = None
-        self._active_event: asyncio.Event | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._subscriptions: list[Subscription] = []
-        self._worker: Worker = Worker(source, self._config, _NullSink())
+        self._attempts = 0
+        self._status: asyncio.Queue[PumpStatus] | StatusQueue = StatusQueue()
+        self._handle: LoopHandle | None = None
+        self._first: anyio.Event | None = None
+        self._first_error: CameraError | None = None
+        self._thread_done: anyio.Event | None = None
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._capture_since: float | None = None  # when the oldest pending capture began
+        self._mailbox: Mailbox | None = None
+        self._worker = Worker(source, self._config, _NULL_SINK, self._demand)
+        self._delivery = Delivery(
+            self._demand,
+            wake=self._wake_worker,
+            release_credit=self._release_credit,
+            interval=self._interval,
+        )
+        eager = self._processing or buffer > 1
+        self._consumer = Consumer(
+            "pump", self._output, None if self._processing else buffer, eager=eager
+        )
+        # The pump's own iteration is served from the first picture on (a file's
+        # first frame is not lost to a consumer that starts a moment later).
+        self._consumer.prefetch = True
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def _start(self) -> None:
-        if self._state != "new":
+        if self._state is not PumpState.NEW:
             raise RuntimeError("a pump can be started only once")
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._state = "connecting"
-        self._thread_done = asyncio.Event()
-        self._active_event = asyncio.Event()
-        self._active_event.set()
+        handle = LoopHandle()
+        self._handle = handle
+        self._status = new_status_queue(handle.backend)
+        self._first = anyio.Event()
+        self._thread_done = anyio.Event()
+        self._mailbox = Mailbox(handle, self, self._nobody_listens)
         self._worker = Worker(
             self._source,
             self._config,
-            _LoopSink(self, loop, None if self._processing else self._buffer),
-            backpressure=max(self._buffer, PROCESSING_DEPTH) if self._processing else None,
+            self._mailbox,
+            self._demand,
+            policy=self._policy,
+            processing=max(self._buffer, PROCESSING_DEPTH) if self._processing else None,
+            device=UsbTracker() if self._source.traits.device else None,
         )
         self._worker.set_active(self._active)
-        self._worker.start()
+        self._delivery.set_active(self._active)
+        self._delivery.add(self._consumer)
+        self._set_state(PumpState.CONNECTING)
         self._emit(Connecting())
-        first: asyncio.Future[None] = loop.create_future()
-        name = self._source.label
-        self._tasks.append(
-            loop.create_task(self._supervise(first), name=f"camerapump-supervisor {name}")
-        )
-        if self._source.is_live:
-            self._tasks.append(
-                loop.create_task(self._watchdog(), name=f"camerapump-watchdog {name}")
-            )
+        self._worker.start()
         try:
-            await first
+            await self._first.wait()
         except BaseException:
             await self.aclose()
             raise
+        if self._first_error is not None:
+            error = self._first_error
+            await self.aclose()
+            raise error
 
     async def aclose(self) -> None:
         """Stop the pump and release the source.  Idempotent; returns within about a second.
 
-        The decode thread closes the container itself (the only safe way), so
-        this waits for it, but never more than about a second: a thread that
-        is inside a blocking open (bounded by the source's ``open_timeout``)
-        finishes that on its own and exits.  The closing runs in a task of its
-        own, shielded: a caller that is cancelled meanwhile gets its
-        ``CancelledError``, and the pump still closes completely.
-        """
-        loop = asyncio.get_running_loop()
-        if self._loop is not None and loop is not self._loop:
-            raise RuntimeError("close a pump on the event loop that started it")
-        if self._close_task is None:
-            self._closing = True
-            self._close_task = loop.create_task(
-                self._close(), name=f"camerapump-close {self._source.label}"
-            )
-        await asyncio.shield(self._close_task)
+        Everything a consumer sees happens at once: iteration ends, pending
+        captures return ``None``.  Then this waits for the decode thread, which
+        closes the container itself (the only safe way), but never more than
+        about a second: a thread inside a blocking open (bounded by the
+        source's ``open_timeout``) finishes that on its own and exits.  The
+        wait is shielded, so a caller cancelled meanwhile (any kind of
+        cancellation, asyncio or trio) gets its cancellation and the pump
+        still closes completely.
 
-    async def _close(self) -> None:
-        try:
+        Raises:
+            RuntimeError: Called on another event loop than the one that started the pump.
+        """
+        handle = self._handle
+        if handle is not None and not handle.in_loop_thread():
+            raise RuntimeError("close a pump on the event loop that started it")
+        if not self._closing:
+            self._closing = True
             self._worker.stop()  # first: even a close cut short leaves the thread ending
-            for task in self._tasks:
-                task.cancel()
-            if self._tasks:
-                await asyncio.wait(self._tasks)  # they end at their next await
-            thread = self._worker.thread
-            if self._thread_done is not None and thread.is_alive():
-                try:
-                    async with asyncio.timeout(CLOSE_TIMEOUT):
-                        await self._thread_done.wait()
-                        # The thread posted its last word; let it return from run().
-                        while thread.is_alive():  # noqa: ASYNC110 - a thread, not a task
-                            await asyncio.sleep(0.001)
-                except TimeoutError:
-                    logger.warning(
-                        "%s: the decode thread is still in a blocking open; it exits by "
-                        "itself within the open timeout",
-                        self._source.label,
-                    )
-            if not thread.is_alive() and thread.ident is not None:
-                thread.join()  # already finished: returns at once
-        finally:
-            if self._state not in ("failed", "ended"):
-                self._state = "closed"
-            self._frames.clear()  # what is left would be stale; iteration ends here
-            self._finish_waiters()
+            if self._state not in _TERMINAL:
+                self._set_state(PumpState.CLOSED)
+            self._delivery.finish(discard=True)
+            if self._first is not None:
+                self._first.set()  # an open_pump() still waiting returns a closed pump
+        if handle is None:
+            return
+        if handle.backend == "asyncio":
+            # anyio's shielded scope does not hold against a plain task.cancel()
+            # (measured); a task of its own, awaited through asyncio.shield, does.
+            if self._close_task is None:
+                self._close_task = asyncio.get_running_loop().create_task(
+                    self._wait_for_thread(), name=f"camerapump-close {self._source.label}"
+                )
+            await asyncio.shield(self._close_task)
+        else:
+            with anyio.CancelScope(shield=True):
+                await self._wait_for_thread()
+
+    async def _wait_for_thread(self) -> None:
+        thread = self._worker.thread
+        if self._thread_done is None or thread.ident is None:
+            return
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        with anyio.move_on_after(CLOSE_TIMEOUT):
+            await self._thread_done.wait()
+        # The thread posted its last word; let it return from run().
+        while thread.is_alive() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread
+            await anyio.sleep(0.002)
+        if thread.is_alive():
+            logger.warning(
+                "%s: the decode thread is still in a blocking open; it exits by itself "
+                "within the open timeout",
+                self._source.label,
+            )
+        else:
+            thread.join()  # already finished: returns at once
 
     async def __aenter__(self) -> Self:
-        if self._state == "new":
+        if self._state is PumpState.NEW:
             await self._start()
         return self
 
@@ -315,12 +332,17 @@ class Pump:
 
     @property
     def config(self) -> StreamConfig:
-        """What was asked for."""
+        """What was asked of the source."""
         return self._config
 
     @property
+    def output(self) -> Output:
+        """How ``async for frame in pump`` shapes its frames (pixel format resolved)."""
+        return self._output
+
+    @property
     def format(self) -> StreamFormat | None:
-        """What was negotiated (``None`` until a session has opened)."""
+        """What was negotiated (``None`` until a session has opened); follows FormatChanged."""
         return self._format
 
     @property
@@ -329,10 +351,12 @@ class Pump:
         return self._state
 
     @property
-    def status(self) -> asyncio.Queue[PumpStatus]:
-        """Status events: first :class:`Connecting`, then :class:`Connected`, ...
+    def status(self) -> asyncio.Queue[PumpStatus] | StatusQueue:
+        """Status events: :class:`Connecting`, then :class:`Connected`, ...
 
-        The queue holds the newest 64 events; the pump never waits for it.
+        Under asyncio an ``asyncio.Queue``; under trio a queue with the same
+        reading surface (``get()``, ``get_nowait()``, ``qsize()``, ``empty()``).
+        It holds the newest 64 events; the pump never waits for it.
         """
         return self._status
 
@@ -347,57 +371,69 @@ class Pump:
         return self._error
 
     def set_active(self, active: bool) -> None:
-        """Pause (``False``) or resume (``True``) delivery.
+        """Pause (``False``) or resume (``True``) delivery to the stream's consumers.
 
-        While paused the source stays open and no per-frame Python work is done
-        (no conversion, no delivery); :meth:`capture_frame` still works; the
-        stall watchdog does not count the pause; reconnect attempts wait.
+        While paused the source stays open and no per-frame Python work is
+        done (no conversion, no delivery); :meth:`capture_frame` and
+        recordings still work.  Pause means "no per-frame work", not "let the
+        camera die": a paused pump whose live source is lost reconnects under
+        its policy like an active one, and the stall watchdog keeps counting
+        (a paused live source still decodes, so only a real stall trips it).
+        A paused file or test pattern stands still until resumed, captured or
+        recorded.
         """
         active = bool(active)
         if active == self._active:
             return
         self._active = active
         self._worker.set_active(active)
-        if active:
-            self._resumed_at = time.monotonic()
-        if self._active_event is not None:
-            if active:
-                self._active_event.set()
-            else:
-                self._active_event.clear()
+        self._delivery.set_active(active)
 
-    async def capture_frame(self, timeout: float | None = None) -> Frame | None:
+    async def capture_frame(
+        self, *, output: Output | None = None, timeout: float | None = None
+    ) -> Frame | None:
         """Return one frame decoded after this call, whether streaming or paused.
 
         Args:
-            timeout: Seconds to wait at most; ``None`` waits as long as the
-                session lives.
+            output: How to shape it (size, fit, pixel format; a rate does not
+                apply to one frame; ``keyframes_only`` waits for a keyframe);
+                ``None`` takes the pump's output.
+            timeout: Seconds to wait at most.  With a timeout, a capture during
+                a reconnect backoff or attempt waits for the session to come
+                back; ``None`` waits as long as the current session lives.
 
         For a file read with ``realtime=False`` (processed, not watched) it is
         the file's next frame.
 
         Returns:
-            The frame, or ``None`` if none can be had: the pump is not
-            connected (closed, ended, failed, reconnecting), the session was
-            lost while waiting, or the timeout passed.
+            The frame, or ``None`` if none can be had in time: the pump is
+            closed, ended or failed; it is reconnecting and no timeout was
+            given; the session was lost while waiting without a timeout; or
+            the timeout passed.
         """
-        if self._state != "connected" or self._closing:
+        if output is not None and not isinstance(output, Output):
+            raise TypeError(f"output must be a camerapump.Output, not {type(output).__name__}")
+        if self._state in _TERMINAL or self._closing or self._state is PumpState.NEW:
             return None
-        fut: asyncio.Future[Frame | None] = asyncio.get_running_loop().create_future()
-        entry = (time.monotonic(), fut)
-        self._captures.append(entry)
-        self._capture_since = self._captures[0][0]
-        self._worker.add_capture(+1)
+        if timeout is None and self._state is not PumpState.CONNECTED:
+            return None
+        shaped = (output or self._output).resolved(self._config.pixel_format)
+        if shaped.max_fps is not None:
+            shaped = dataclasses.replace(shaped, max_fps=None)
+        consumer = Consumer("capture", shaped, 1, eager=False, timed=timeout is not None)
+        self._delivery.add(consumer)
         try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
+            with anyio.move_on_after(timeout):
+                while True:
+                    frame = self._delivery.take(consumer)
+                    if frame is not None:
+                        return frame
+                    if consumer.closed or self._state in _TERMINAL or self._closing:
+                        return None
+                    await self._delivery.wait(consumer)
             return None
         finally:
-            self._worker.add_capture(-1)
-            if entry in self._captures:
-                self._captures.remove(entry)
-            self._capture_since = self._captures[0][0] if self._captures else None
+            self._delivery.remove(consumer)
 
     def record(
         self,
@@ -408,35 +444,46 @@ class Pump:
     ) -> Recorder:
         """Record the stream to a file without re-encoding; see :class:`Recorder`.
 
+        The recording starts at the current GOP's keyframe (up to one GOP
+        before the call), keeps going across pauses and reconnects (each
+        session a new file) and stops with :meth:`Recorder.stop`.
+
         Args:
             path: The output file (``.mp4``, ``.mkv``, ``.ts``); with
                 ``segment_seconds``, the base name of the segments.
             segment_seconds: Roll over to a new file at the first keyframe after
-                this many seconds; ``None`` writes one file.
+                this many seconds; ``None`` writes one file (a new one per session).
             container: The container format; ``None`` goes by the file name.
 
         Returns:
             The recorder: ``await recorder.stop()``, or use it as ``async with``.
         """
-        if self._state == "new" or self._closing:
+        if self._state is PumpState.NEW or self._closing or self._handle is None:
             raise RuntimeError("record() needs a started, open pump")
         recorder = Recorder(
-            self._worker, self._source, path, segment_seconds=segment_seconds, container=container
+            self._worker,
+            self._source,
+            self._handle,
+            path,
+            segment_seconds=segment_seconds,
+            container=container,
         )
         recorder._attach()
         return recorder
 
-    def subscribe(self, buffer: int = 1) -> Subscription:
-        """Open an independent view of the stream: every subscriber gets every frame.
+    def subscribe(self, *, output: Output | None = None, buffer: int = 1) -> Subscription:
+        """Open an independent view of the stream: every subscriber gets every frame it can take.
 
         Iterating the pump itself shares frames among the iterating tasks (each
         frame goes to one of them); subscriptions fan out instead, each with its
-        own newest-``buffer`` frames and its own drop count, so a slow subscriber
-        never holds up a fast one.  (A file read with ``realtime=False`` has no
+        own output, newest-``buffer`` frames and counters, so a slow subscriber
+        never holds up a fast one.  Subscribers that ask for equal outputs share
+        one conversion per frame.  (A file read with ``realtime=False`` has no
         subscriptions: its single consumer sets the pace.)
 
         Args:
-            buffer: Frames this subscriber keeps while it is behind.
+            output: How this subscriber wants its frames; ``None``: the pump's output.
+            buffer: Frames this subscriber keeps while it is behind (see :class:`Pump`).
 
         Returns:
             The subscription: ``async for frame in sub``; ``sub.close()`` (or
@@ -445,144 +492,154 @@ class Pump:
         Raises:
             ValueError: A bad ``buffer``, or a file read with ``realtime=False``.
         """
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-            raise ValueError(f"buffer must be a whole number >= 1, not {buffer!r}")
+        _check_buffer(buffer)
+        if output is not None and not isinstance(output, Output):
+            raise TypeError(f"output must be a camerapump.Output, not {type(output).__name__}")
         if self._processing:
             raise ValueError(
                 "a file read with realtime=False is processed by one consumer, frame by frame "
                 "(its pace is the consumer's); iterate the pump itself, or open the file with "
                 "realtime=True to fan out"
             )
-        subscription = Subscription(self, buffer)
-        self._subscriptions.append(subscription)
+        shaped = (output or self._output).resolved(self._config.pixel_format)
+        own = self._consumer
+        if own.registered and not own.delivered and not own.waiters and not self._explicit_output:
+            # Nobody iterates the pump itself: it stops counting as a consumer
+            # (so keyframes-only subscribers may let the decoder skip frames)
+            # until someone does.
+            self._delivery.remove(own)
+            own.closed = False
+        consumer = Consumer("subscription", shaped, buffer, eager=buffer > 1)
+        subscription = Subscription(self, consumer)
+        self._delivery.add(consumer)
         return subscription
 
     def statistics(self) -> PumpStatistics:
-        """Return a snapshot of the pump's counters."""
-        last = self._worker.last_frame_at
+        """A snapshot of the pump's counters, computed now (see :class:`PumpStatistics`)."""
+        worker = self._worker
+        delivered, dropped, consumers = self._delivery.counters()
+        if self._mailbox is not None:
+            dropped += self._mailbox.dropped
+        last = worker.last_frame_at
+        now = time.monotonic()
         return PumpStatistics(
             state=self._state,
             active=self._active,
-            frames_decoded=self._worker.frames_decoded,
-            frames_delivered=self._delivered,
-            frames_dropped=self._dropped + getattr(self._worker.sink, "dropped", 0),
+            frames_decoded=worker.frames_decoded,
+            frames_converted=worker.frames_converted,
+            frames_delivered=delivered + self._captured,
+            frames_dropped=dropped,
             reconnects=self._reconnects,
-            decode_errors=self._worker.decode_errors,
-            last_frame_age=None if not last else time.monotonic() - last,
+            reconnect_attempts=self._attempts,
+            decode_errors=worker.decode_errors,
+            last_frame_age=None if not last else now - last,
+            fps=worker.measured_fps(now),
             format=self._format,
+            consumers=tuple(consumers),
         )
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self
 
     async def __anext__(self) -> Frame:
-        """The newest frame not yet taken; waits for one.
+        """The newest frame not yet taken, shaped by the pump's output; waits for one.
 
         Raises:
             StopAsyncIteration: The source ended (a file) or the pump was closed.
             CameraError: The pump stopped on an error or gave up reconnecting.
         """
+        if self._state is PumpState.NEW:
+            raise RuntimeError("start the pump first: 'async with open_pump(...)'")
+        consumer = self._consumer
+        if not consumer.registered and not self._closing and self._state not in _TERMINAL:
+            self._delivery.add(consumer)
         while True:
-            if self._frames:
-                frame = self._frames.popleft()
-                if self._processing:
-                    self._worker.release_credit()
+            frame = self._delivery.take(consumer)
+            if frame is not None:
                 return frame
-            if self._state in ("ended", "failed", "closed") or self._closing:
+            if self._state in _TERMINAL or self._closing:
                 if self._error is not None:
                     raise self._error
                 raise StopAsyncIteration
-            if self._state == "new":
-                raise RuntimeError("start the pump first: 'async with open_pump(...)'")
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled() and self._frames:
-                    self._wake_one()  # we were woken for a frame we will not take: pass it on
-                raise
-            finally:
-                if not fut.done():
-                    fut.cancel()
+            await self._delivery.wait(consumer)
 
     def __repr__(self) -> str:
         return (
             f"<Pump {self._source.label} state={self._state} frames={self._worker.frames_decoded}>"
         )
 
-    # -- callbacks from the decode thread (run on the loop) -------------------------------
+    # -- from the decode thread, through the mailbox (on the loop; must not raise) --------
 
-    def _on_opened(self, result: StreamFormat | CameraError) -> None:
-        if self._opened is not None and not self._opened.done():
-            self._opened.set_result(result)
+    def on_connected(self, fmt: StreamFormat, first: bool, reconnects: int) -> None:
+        self._format = fmt
+        self._reconnects = reconnects
+        if self._closing:
+            return
+        self._set_state(PumpState.CONNECTED)
+        self._emit(Connected(fmt))
+        if self._first is not None:
+            self._first.set()
 
-    def _on_ended(self, end: SessionEnd) -> None:
-        if self._ended is not None and not self._ended.done():
-            self._ended.set_result(end)
+    def on_reconnecting(self, attempt: int, delay: float, reason: str, attempts: int) -> None:
+        self._attempts = attempts
+        if self._closing:
+            return
+        self._set_state(PumpState.RECONNECTING)
+        self._emit(Reconnecting(attempt, delay, reason))
+        logger.info("%s: %s; reconnecting in %.1f s", self._source.label, reason, delay)
+        # A capture without a timeout belongs to the session that is gone.
+        self._delivery.drop_captures(only_untimed=True)
+        if self._first is not None:
+            self._first.set()  # retry_initial_open: open_pump returns and keeps trying
 
-    def _on_thread_finished(self) -> None:
+    def on_format_changed(self, fmt: StreamFormat) -> None:
+        self._format = fmt
+        if not self._closing:
+            self._emit(FormatChanged(fmt))
+
+    def on_finished(self, error: CameraError | None, reason: str | None, first: bool) -> None:
+        if error is not None:
+            error.__context__ = None  # never chain anything that might quote a URL
+        if self._closing:
+            return
+        if reason is not None:
+            self._emit(GaveUp(reason))
+        if error is None:
+            self._set_state(PumpState.ENDED)
+        else:
+            self._error = error
+            self._set_state(PumpState.FAILED)
+            if first and self._first is not None and not self._first.is_set():
+                self._first_error = error
+        self._delivery.finish(discard=False)
+        if self._first is not None:
+            self._first.set()
+
+    def on_exited(self) -> None:
         if self._thread_done is not None:
             self._thread_done.set()
-        if not self._closing and self._state not in ("ended", "failed", "closed"):
-            # The thread died outside a close (a bug, or a fatal error in FFmpeg):
-            # nothing can be opened any more, so the pump fails instead of waiting.
-            logger.error("%s: the decode thread stopped unexpectedly", self._source.label)
-            for task in self._tasks:
-                task.cancel()
-            self._emit(GaveUp("decode_thread_stopped"))
-            self._fail(CameraError(f"{self._source.label}: the decode thread stopped unexpectedly"))
-        # A thread that died outside a session leaves nothing to wait for.
-        self._on_opened(CameraError(f"{self._source.label}: the decode thread stopped"))
-        self._on_ended(SessionEnd(None, None))
+        if not self._closing and self._state not in _TERMINAL:
+            self.on_finished(
+                CameraError(f"{self._source.label}: the decode thread stopped"),
+                "decode_thread_stopped",
+                self._format is None,
+            )
 
-    def _on_frame(self, frame: Frame, for_stream: bool) -> None:
-        if self._captures:
-            taken = False
-            for requested_at, fut in self._captures:
-                # A processed file has no "now": its next frame is the fresh one.
-                fresh = self._processing or requested_at <= frame.captured_at
-                if fresh and not fut.done():
-                    fut.set_result(frame)
-                    taken = True
-            if taken:
-                self._delivered += 1
-        if not for_stream or self._closing:
-            return
-        for subscription in self._subscriptions:
-            subscription._push(frame)
-        if len(self._frames) == self._frames.maxlen:
-            self._dropped += 1
-        self._frames.append(frame)
-        self._delivered += 1
-        self._wake_one()
+    def on_frame(self, pick: Pick, frame: Frame) -> None:
+        self._delivery.on_frame(pick, frame)
 
     # -- internals ------------------------------------------------------------------------
 
-    def _wake_one(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def _finish_waiters(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-        for subscription in self._subscriptions:
-            subscription._wake()
-        self._drop_captures()
-
     @property
-    def _finished(self) -> bool:
-        return self._state in ("ended", "failed", "closed") or self._closing
+    def _captured(self) -> int:
+        return self._delivery.captured
 
-    def _drop_captures(self) -> None:
-        for _, fut in self._captures:
-            if not fut.done():
-                fut.set_result(None)
+    def _set_state(self, state: PumpState) -> None:
+        """The one place where the state changes."""
+        if self._state is state:
+            return
+        logger.debug("%s: %s -> %s", self._source.label, self._state, state)
+        self._state = state
 
     def _emit(self, event: PumpStatus) -> None:
         logger.debug("%s: %s", self._source.label, event)
@@ -590,179 +647,68 @@ class Pump:
             self._status.get_nowait()  # the oldest goes: the pump never waits for a reader
         self._status.put_nowait(event)
 
-    def _fail(self, error: CameraError) -> None:
-        error.__context__ = None  # never chain anything that might quote a URL
-        self._error = error
-        self._state = "failed"
-        self._finish_waiters()
+    def _nobody_listens(self) -> None:
+        # On the decode thread: the event loop is gone (the program is ending
+        # without aclose()), so stop producing.
+        self._worker.stop()
 
-    async def _supervise(self, first: asyncio.Future[None]) -> None:
-        """Open sessions, and reopen them with backoff while the policy allows."""
-        loop = asyncio.get_running_loop()
-        policy = self._policy
-        attempt = 0
-        initial = True
-        try:
-            while True:
-                self._opened = loop.create_future()
-                self._ended = loop.create_future()
-                self._worker.request_open()
-                result = await self._opened
-                if isinstance(result, CameraError):
-                    error, reason = result, f"open_failed:{result.code}"
-                    retry_first = (
-                        policy is not None and policy.retry_initial_open and self._source.is_live
-                    )
-                    if initial and not retry_first:
-                        self._fail(error)
-                        if not first.done():
-                            first.set_exception(error)
-                        return
-                else:
-                    self._format = result
-                    self._state = "connected"
-                    self._resumed_at = time.monotonic()
-                    self._emit(Connected(result))
-                    attempt = 0
-                    if not first.done():
-                        first.set_result(None)
-                    initial = False
-                    end = await self._ended
-                    self._drop_captures()
-                    if end.error is None:
-                        self._state = "ended"
-                        self._finish_waiters()
-                        return
-                    error, reason = end.error, end.reason or f"read_error:{end.error.code}"
-                if initial and not first.done():
-                    first.set_result(None)
-                initial = False
-                if policy is None or not self._source.is_live:
-                    self._emit(GaveUp(reason))
-                    self._fail(error)
-                    return
-                if policy.max_attempts is not None and attempt >= policy.max_attempts:
-                    self._emit(GaveUp(f"max_attempts_reached:{reason}"))
-                    self._fail(error)
-                    return
-                delay = backoff_delay(attempt, policy)
-                attempt += 1
-                self._state = "reconnecting"
-                self._emit(Reconnecting(attempt, delay, reason))
-                logger.info("%s: %s; reconnecting in %.1f s", self._source.label, reason, delay)
-                assert self._active_event is not None
-                await self._active_event.wait()  # a paused pump suspends its attempts
-                await self._backoff(delay)
-                await self._active_event.wait()  # paused during the wait: still no attempt
-                self._reconnects += 1
-        finally:
-            if not first.done():
-                if self._error is not None:
-                    first.set_exception(self._error)  # e.g. the thread died in the first open
-                else:
-                    first.set_result(None)
+    def _wake_worker(self) -> None:
+        self._worker.wake()
 
-    async def _backoff(self, delay: float) -> None:
-        """Wait ``delay`` seconds; a USB camera that is plugged back in ends the wait early."""
-        device_id = self._worker.device_id
-        if self._source.kind != "usb" or device_id is None:
-            await asyncio.sleep(delay)
-            return
+    def _release_credit(self) -> None:
+        self._worker.release_credit()
 
-        async def replugged() -> None:
-            async with watch_devices() as watcher:
-                async for event in watcher:
-                    if isinstance(event, DeviceAdded) and event.info.id == device_id:
-                        logger.info("%s: the camera is back", self._source.label)
-                        return
-            await asyncio.Event().wait()  # the watcher ended: wait out the delay
-
-        deadline = time.monotonic() + delay
-        try:
-            async with asyncio.timeout(delay):
-                await replugged()
-        except TimeoutError:
-            return
-        except (CameraError, OSError) as exc:  # hotplug is a shortcut; the delay still works
-            logger.debug("%s: hotplug watch failed (%s)", self._source.label, exc)
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-
-    async def _watchdog(self) -> None:
-        """Tear a live session down when no frame came for ``stall_timeout`` while active."""
-        stall = self._stall_timeout
-        period = min(1.0, stall / 4)
-        while True:
-            await asyncio.sleep(period)
-            capture_since = self._capture_since
-            if self._state != "connected" or not (self._active or capture_since is not None):
-                continue  # a paused pump is not stalled, unless someone waits for a capture
-            since = max(
-                self._worker.last_frame_at,
-                self._resumed_at if self._active else (capture_since or 0.0),
-            )
-            if time.monotonic() - since > stall:
-                logger.info(
-                    "%s: no frame for %.1f s; restarting the session", self._source.label, stall
-                )
-                self._worker.abort_session("stall_timeout_exceeded")
-                self._resumed_at = time.monotonic()  # one abort per stall period
+    def _interval(self) -> float:
+        fmt = self._format
+        if fmt is not None and fmt.fps:
+            return 1.0 / fmt.fps
+        return 1.0 / 30
 
 
 class Subscription:
     """One consumer's own view of a pump's frames; made by :meth:`Pump.subscribe`.
 
     Attributes:
-        dropped: Frames that this subscriber missed because it was behind.
+        output: How this subscriber's frames are shaped.
     """
 
-    def __init__(self, pump: Pump, buffer: int) -> None:
+    def __init__(self, pump: Pump, consumer: Consumer) -> None:
         self._pump = pump
-        self._frames: deque[Frame] = deque(maxlen=buffer)
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._closed = False
-        self.dropped = 0
+        self._consumer = consumer
+        self.output = consumer.output
 
-    def _push(self, frame: Frame) -> None:
-        if len(self._frames) == self._frames.maxlen:
-            self.dropped += 1
-        self._frames.append(frame)
-        self._wake()
+    @property
+    def dropped(self) -> int:
+        """Frames converted for this subscriber and replaced before it took them."""
+        return self._consumer.dropped
 
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+    @property
+    def delivered(self) -> int:
+        """Frames this subscriber took."""
+        return self._consumer.delivered
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self
 
     async def __anext__(self) -> Frame:
         """The newest frame this subscriber has not seen; ends or raises like the pump."""
+        pump, consumer = self._pump, self._consumer
+        delivery = pump._delivery
         while True:
-            if self._frames:
-                return self._frames.popleft()
-            if self._closed:
+            frame = delivery.take(consumer)
+            if frame is not None:
+                return frame
+            if consumer.closed:
                 raise StopAsyncIteration
-            if self._pump._finished:
-                if self._pump.error is not None:
-                    raise self._pump.error
+            if pump.state in _TERMINAL or pump._closing:
+                if pump.error is not None:
+                    raise pump.error
                 raise StopAsyncIteration
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
+            await delivery.wait(consumer)
 
     def close(self) -> None:
         """Unsubscribe; a waiting ``async for`` ends."""
-        self._closed = True
-        self._frames.clear()
-        if self in self._pump._subscriptions:
-            self._pump._subscriptions.remove(self)
-        self._wake()
+        self._pump._delivery.remove(self._consumer)
 
     def __enter__(self) -> Self:
         return self
@@ -776,35 +722,52 @@ class Subscription:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<Subscription {self._pump.source.label} {state} dropped={self.dropped}>"
+        state = "closed" if self._consumer.closed else "open"
+        return (
+            f"<Subscription {self._pump.source.label} {self.output} {state} "
+            f"delivered={self.delivered} dropped={self.dropped}>"
+        )
 
 
 class _NullSink:
     """Stands in before the pump starts."""
 
-    def opened(self, fmt: StreamFormat) -> None: ...
-    def open_failed(self, error: CameraError) -> None: ...
-    def frame(self, frame: Frame, for_stream: bool) -> None: ...
-    def ended(self, end: SessionEnd) -> None: ...
-    def finished(self) -> None: ...
+    def connected(self, fmt: StreamFormat, *, first: bool, reconnects: int) -> None: ...
+    def reconnecting(self, attempt: int, delay: float, reason: str, *, attempts: int) -> None: ...
+    def finished(self, error: CameraError | None, reason: str | None, *, first: bool) -> None: ...
+    def format_changed(self, fmt: StreamFormat) -> None: ...
+    def frame(self, pick: Pick, frame: Frame) -> None: ...
+    def exited(self) -> None: ...
+
+
+_NULL_SINK = _NullSink()
+
+
+def _check_buffer(buffer: int) -> None:
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        raise ValueError(f"buffer must be a whole number >= 1, not {buffer!r}")
 
 
 def open_pump(
     source: Source,
     config: StreamConfig | None = None,
     *,
+    output: Output | None = None,
     policy: ReconnectPolicy | None = ReconnectPolicy(),  # noqa: B008 - frozen, shared is fine
     buffer: int = 1,
 ) -> Pump:
     """Open a pump on ``source``: ``async with open_pump(src) as pump: async for frame in pump``.
 
     Entering (or awaiting) the pump starts its decode thread and waits for the
-    first session: on return ``pump.format`` is known.
+    first session: on return ``pump.format`` is known.  Runs under asyncio or trio.
 
     Args:
         source: What to stream (:class:`Source`).
-        config: What to ask of it; ``None`` takes it as it is, in bgr24.
+        config: What the source must deliver (negotiated and checked); ``None``
+            takes it as it is, in bgr24.
+        output: How ``async for`` wants its frames: ``Output(640, 640,
+            fit="contain", max_fps=5)`` resizes and decimates on the decode
+            thread, converting only the frames taken.
         policy: Reconnection for live sources; ``None`` turns it off.
         buffer: How many of the newest frames to keep for a consumer that is behind.
 
@@ -812,4 +775,4 @@ def open_pump(
         CameraError: (on entering) the typed error of a failing first open,
             unless ``policy.retry_initial_open`` is set.
     """
-    return Pump(source, config, policy=policy, buffer=buffer)
+    return Pump(source, config, output=output, policy=policy, buffer=buffer)

@@ -10,7 +10,6 @@ opened, written and closed on the decode thread too.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -21,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import anyio
 import av
 import av.error
 from av.container import OutputContainer
@@ -30,6 +30,7 @@ from av.video.stream import VideoStream
 
 from ._config import is_positive_number
 from ._errors import CameraError
+from ._handoff import LoopHandle
 from ._redact import redact_text
 from ._source import Source
 from ._worker import Worker
@@ -53,9 +54,13 @@ class Recorder:
     """A recording of a pump's stream; made by :meth:`Pump.record <camerapump.Pump.record>`.
 
     ``await recorder.stop()`` (or leaving ``async with``) finishes the current
-    file.  Recording runs until then, across reconnects (each session starts a
-    new file: stream parameters may have changed) and while the pump is
-    paused (a paused live source still reads its packets).
+    file.  The recording starts at the keyframe of the GOP in progress (so it
+    begins up to one GOP before :meth:`Pump.record <camerapump.Pump.record>`
+    was called, not at the next keyframe), and runs until stopped: while the
+    pump is paused (a paused live source still reads its packets) and across
+    outages, where the session that comes back starts a new file (stream
+    parameters may have changed), logged as a warning and counted in
+    :attr:`outages`.
 
     Attributes:
         path: The requested path.
@@ -66,6 +71,7 @@ class Recorder:
         self,
         worker: Worker,
         source: Source,
+        handle: LoopHandle,
         path: str | os.PathLike[str],
         *,
         segment_seconds: float | None = None,
@@ -88,9 +94,11 @@ class Recorder:
         self._files: list[Path] = []
         self._error: RecordingFailed | None = None
         self._packets = 0
-        self._loop = asyncio.get_running_loop()
-        self._done = asyncio.Event()
+        self._handle = handle
+        self._done = anyio.Event()
         self._stopping = False
+        self._footage = 0.0  # seconds in the files finished so far
+        self._outages = 0
         # Decode-thread state (the tap's):
         self._out: OutputContainer | None = None
         self._out_stream: VideoStream | None = None
@@ -104,6 +112,7 @@ class Recorder:
         self._segment_start: float | None = None
         self._frame_index = 0
         self._sessions = 0
+        self._file_seconds = 0.0  # the current file's end so far, in seconds
 
     # -- the loop's side ------------------------------------------------------------------
 
@@ -122,6 +131,19 @@ class Recorder:
     def packets_written(self) -> int:
         """Packets written (or frames encoded) so far."""
         return self._packets
+
+    @property
+    def footage_seconds(self) -> float:
+        """Seconds of stream recorded so far, over every file (the current one included)."""
+        return self._footage + self._current_footage()
+
+    @property
+    def outages(self) -> int:
+        """Times the stream was lost while recording (each one started a new file)."""
+        return self._outages
+
+    def _current_footage(self) -> float:
+        return self._file_seconds if self._out is not None else 0.0
 
     @property
     def error(self) -> RecordingFailed | None:
@@ -144,10 +166,9 @@ class Recorder:
                 self._done.set()
         # The decode thread finishes the file; it answers within a read timeout,
         # unless it is inside a blocking open, where no file is open anyway.
-        try:
-            async with asyncio.timeout(5.0):
-                await self._done.wait()
-        except TimeoutError:
+        with anyio.move_on_after(5.0) as scope:
+            await self._done.wait()
+        if scope.cancelled_caught:
             logger.warning("%s: the recorder is detached but not yet confirmed", self._source.label)
         if self._error is not None:
             raise self._error
@@ -169,22 +190,28 @@ class Recorder:
 
     # -- the tap: runs on the decode thread -----------------------------------------------
 
-    def session_started(self, stream: VideoStream) -> None:
+    def _tap_session_started(self, stream: VideoStream) -> None:
         self._finish_file()
+        if self._sessions and self._files:
+            self._outages += 1
+            logger.warning(
+                "%s: the stream came back after an outage; recording continues in a new file",
+                self._source.label,
+            )
         self._template = stream
         self._encode = (stream.codec_context.name or "") in RAW_CODECS
         self._sessions += 1
 
-    def session_ended(self) -> None:
+    def _tap_session_ended(self) -> None:
         self._finish_file()
         self._template = None
 
-    def packet(self, packet: Packet[VideoStream]) -> None:
+    def _tap_packet(self, shared: Packet[VideoStream]) -> None:
         if self._encode or self._template is None or self._error is not None:
             return
-        if packet.size == 0:
+        if shared.size == 0:
             return  # a flush packet
-        keyframe = packet.is_keyframe
+        keyframe = shared.is_keyframe
         if self._out is None:
             if not keyframe:
                 return  # a file starts at a keyframe, or it would not play
@@ -194,6 +221,15 @@ class Recorder:
             self._open_file(self._template)
         if self._out is None or self._out_stream is None:
             return  # opening failed; the error is recorded
+        # The decode thread shares its packets (with the GOP buffer, other
+        # taps): mux a copy, since retiming and muxing change a packet.
+        packet: Packet[VideoStream] = av.Packet(shared)  # type: ignore[arg-type, assignment]
+        packet.pts, packet.dts = shared.pts, shared.dts
+        time_base = shared.time_base or self._template.time_base
+        if time_base is not None:
+            packet.time_base = time_base
+        packet.is_keyframe = keyframe
+        packet.duration = shared.duration
         self._retime(packet)
         packet.stream = self._out_stream
         self._mux(packet)
@@ -241,7 +277,7 @@ class Recorder:
         packet.pts, packet.dts = max(pts, dts), dts
         self._last_pts, self._last_dts, self._last_arrival = packet.pts, dts, now
 
-    def frame(self, frame: VideoFrame) -> None:
+    def _tap_frame(self, frame: VideoFrame) -> None:
         if not self._encode or self._template is None or self._error is not None:
             return
         if self._out is None or self._segment_due():
@@ -261,7 +297,7 @@ class Recorder:
         for packet in packets:
             self._mux(packet)
 
-    def close(self) -> None:
+    def _tap_close(self) -> None:
         self._finish_file()
         self._loop_call(self._done.set)
 
@@ -310,23 +346,34 @@ class Recorder:
             self._fail(exc)
             return
         self._out, self._out_stream, self._out_path = out, stream, path
+        self._file_seconds = 0.0
         self._segment_start = time.monotonic()
         self._offset = self._last_pts = self._last_dts = None
         logger.debug("recording %s to %s", self._source.label, path)
 
     def _mux(self, packet: Packet[Any]) -> None:
         assert self._out is not None
+        tb = packet.time_base
+        # Read before muxing: the muxer rebases the packet, then empties it.
+        end = (
+            None
+            if packet.pts is None or tb is None
+            else float((packet.pts + (packet.duration or 0)) * tb)
+        )
         try:
             self._out.mux(packet)
         except (av.error.FFmpegError, OSError) as exc:
             self._fail(exc)
             return
         self._packets += 1
+        if end is not None:
+            self._file_seconds = max(self._file_seconds, end)
 
     def _finish_file(self) -> None:
         out, path = self._out, self._out_path
         if out is None or path is None:
             return
+        self._footage += self._current_footage()
         self._out = self._out_stream = self._out_path = None
         try:
             if self._encode:
@@ -351,5 +398,4 @@ class Recorder:
         self._loop_call(self._done.set)
 
     def _loop_call(self, callback: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone; nobody waits any more
-            self._loop.call_soon_threadsafe(callback)
+        self._handle.post(callback)  # False: the loop is gone; nobody waits any more

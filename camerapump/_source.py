@@ -1,4 +1,9 @@
-"""Where frames come from: :class:`Source`, plain data that names a camera, stream or file."""
+"""Where frames come from: :class:`Source`, plain data that names a camera, stream or file.
+
+What differs between kinds of source is said once, in :data:`KIND_TRAITS`
+(live or not, network or not, a capture device or not); the rest of the
+package asks the traits, not the kind.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,20 @@ from typing import Literal
 from ._config import is_positive_number
 from ._redact import redact_url, secrets_of
 
-__all__ = ["TEST_PATTERNS", "Source", "SourceKind", "default_usb_backend"]
+__all__ = [
+    "KIND_TRAITS",
+    "RTSP_SCHEMES",
+    "STREAM_SCHEMES",
+    "TEST_PATTERNS",
+    "KindTraits",
+    "Source",
+    "SourceKind",
+    "default_usb_backend",
+]
 
-SourceKind = Literal["usb", "rtsp", "file", "test"]
+SourceKind = Literal["usb", "rtsp", "stream", "file", "test"]
 UsbBackend = Literal["v4l2", "avfoundation", "dshow"]
-Transport = Literal["tcp", "udp"]
+Transport = Literal["auto", "tcp", "udp"]
 
 #: The FFmpeg (lavfi) generators that :meth:`Source.test` accepts.
 TEST_PATTERNS: tuple[str, ...] = (
@@ -32,7 +46,37 @@ TEST_PATTERNS: tuple[str, ...] = (
     "mandelbrot",
 )
 _USB_BACKENDS: tuple[str, ...] = ("v4l2", "avfoundation", "dshow")
-_NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp")
+_TRANSPORTS: tuple[str, ...] = ("auto", "tcp", "udp")
+#: URL schemes of :meth:`Source.rtsp`.
+RTSP_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps")
+#: URL schemes of :meth:`Source.url`: HTTP (MJPEG cameras, HLS playlists), RTMP, SRT, UDP, TCP.
+STREAM_SCHEMES: tuple[str, ...] = ("http", "https", "rtmp", "rtmps", "srt", "udp", "tcp")
+
+
+@dataclass(frozen=True, slots=True)
+class KindTraits:
+    """What a kind of source is like.
+
+    Attributes:
+        live: It runs without us (a camera, a stream): its end is a disconnect,
+            reconnection and the stall watchdog apply, and it is never paced.
+        network: It is a URL: open and read timeouts, credentials, redaction.
+        device: A local capture device, negotiated against its modes.
+    """
+
+    live: bool
+    network: bool
+    device: bool
+
+
+#: The traits of each kind.
+KIND_TRAITS: dict[str, KindTraits] = {
+    "usb": KindTraits(live=True, network=False, device=True),
+    "rtsp": KindTraits(live=True, network=True, device=False),
+    "stream": KindTraits(live=True, network=True, device=False),
+    "file": KindTraits(live=False, network=False, device=False),
+    "test": KindTraits(live=False, network=False, device=False),
+}
 
 
 def default_usb_backend(platform: str | None = None) -> UsbBackend:
@@ -45,44 +89,62 @@ def default_usb_backend(platform: str | None = None) -> UsbBackend:
     return "v4l2"
 
 
+def _scheme(url: str) -> str:
+    head, sep, _ = url.partition("://")
+    return head.lower() if sep else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """A camera, network stream, media file or synthetic pattern.
 
-    Build one with :meth:`usb`, :meth:`rtsp`, :meth:`file`, :meth:`test` or
-    :meth:`parse`; the constructor validates its fields.  ``repr()`` and
-    ``str()`` never show a password.
+    Build one with :meth:`usb`, :meth:`rtsp`, :meth:`url`, :meth:`file`,
+    :meth:`test` or :meth:`parse`; the constructor validates its fields.
+    ``repr()`` and ``str()`` never show a password.
 
     Attributes:
-        kind: ``"usb"``, ``"rtsp"``, ``"file"`` or ``"test"``.
+        kind: ``"usb"``, ``"rtsp"``, ``"stream"`` (other stream URLs),
+            ``"file"`` or ``"test"``.
         target: What FFmpeg opens: a device index or path or name, the URL (with
             credentials, so it is not in the repr), a file path, or a pattern name.
-        transport: RTSP transport, ``"tcp"`` or ``"udp"``.
+        transport: RTSP transport: ``"auto"`` (TCP, then UDP if the server
+            offers no TCP), ``"tcp"`` or ``"udp"``.
         backend: The USB capture backend (``v4l2``, ``avfoundation``, ``dshow``).
         loop: For files: start again at the end.
         realtime: For files: pace frames at the stream's rate (``False``: as
             fast as decoding goes, every frame delivered).
-        open_timeout: Seconds an RTSP open (connect, handshake, first keyframe)
-            may take before it fails with :class:`~camerapump.StreamTimeout`.
+        open_timeout: Seconds a network open (connect, handshake, first
+            keyframe) may take before it fails with :class:`~camerapump.StreamTimeout`.
+        options: Extra FFmpeg open options for a stream URL, as ``(name, value)``
+            pairs; they win over camerapump's own.
     """
 
     kind: SourceKind
     target: str | int = field(repr=False)
-    transport: Transport = "tcp"
+    transport: Transport = "auto"
     backend: UsbBackend | None = None
     loop: bool = False
     realtime: bool = True
     open_timeout: float = 10.0
+    options: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("usb", "rtsp", "file", "test"):
-            raise ValueError(f"kind must be usb, rtsp, file or test, not {self.kind!r}")
-        if self.transport not in ("tcp", "udp"):
-            raise ValueError(f"transport must be 'tcp' or 'udp', not {self.transport!r}")
+        if self.kind not in KIND_TRAITS:
+            raise ValueError(f"kind must be one of {', '.join(KIND_TRAITS)}, not {self.kind!r}")
+        if self.transport not in _TRANSPORTS:
+            raise ValueError(
+                f"transport must be one of {', '.join(map(repr, _TRANSPORTS))}, "
+                f"not {self.transport!r}"
+            )
         if self.backend is not None and self.backend not in _USB_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_USB_BACKENDS)} or None")
         if not is_positive_number(self.open_timeout):
             raise ValueError("open_timeout must be a positive number of seconds")
+        if not all(
+            isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
+            for pair in self.options
+        ):
+            raise ValueError("options are (name, value) pairs of strings")
         if self.kind == "usb":
             if isinstance(self.target, bool) or not isinstance(self.target, (int, str)):
                 raise ValueError("a USB device is an index, a device path or a device name")
@@ -92,11 +154,11 @@ class Source:
                 raise ValueError("a USB device name must not be empty")
         elif not isinstance(self.target, str) or not self.target:
             raise ValueError(f"a {self.kind} source needs a non-empty string")
-        if self.kind == "rtsp":
-            scheme = str(self.target).split("://", 1)[0].lower()
-            if "://" not in str(self.target) or scheme not in _NETWORK_SCHEMES:
+        if self.kind in ("rtsp", "stream"):
+            schemes = RTSP_SCHEMES if self.kind == "rtsp" else STREAM_SCHEMES
+            if _scheme(str(self.target)) not in schemes:
                 raise ValueError(
-                    f"a network URL starts with one of {', '.join(_NETWORK_SCHEMES)}:// "
+                    f"a {self.kind} URL starts with one of {', '.join(schemes)}:// "
                     f"(got {redact_url(str(self.target))!r})"
                 )
         if self.kind == "test" and self.target not in TEST_PATTERNS:
@@ -118,16 +180,41 @@ class Source:
         return cls("usb", device, backend=backend or default_usb_backend())
 
     @classmethod
-    def rtsp(cls, url: str, *, transport: Transport = "tcp", open_timeout: float = 10.0) -> Source:
-        """An RTSP (or other network) stream; credentials may be in the URL.
+    def rtsp(cls, url: str, *, transport: Transport = "auto", open_timeout: float = 10.0) -> Source:
+        """An RTSP stream (``rtsp://`` or ``rtsps://``); credentials may be in the URL.
 
         Args:
             url: ``rtsp://user:password@host:554/path``.
-            transport: ``"tcp"`` (interleaved; the default, works through NAT and
-                firewalls) or ``"udp"``.
+            transport: ``"auto"`` (the default: interleaved TCP, which works
+                through NAT and firewalls, and UDP when the server offers no
+                TCP), ``"tcp"`` or ``"udp"``.
             open_timeout: Seconds the open may take (connect, handshake, first keyframe).
         """
         return cls("rtsp", url, transport=transport, open_timeout=open_timeout)
+
+    @classmethod
+    def url(
+        cls,
+        url: str,
+        *,
+        open_timeout: float = 10.0,
+        options: dict[str, str] | None = None,
+    ) -> Source:
+        """A network stream other than RTSP: HTTP MJPEG, HLS, RTMP, SRT, UDP or TCP.
+
+        Each protocol gets FFmpeg options of its own (reconnection, timeouts
+        and buffers that fit it); RTSP URLs go to :meth:`rtsp`.
+
+        Args:
+            url: ``http://cam/video.mjpg``, ``https://host/live.m3u8``,
+                ``rtmp://host/live/key``, ``srt://host:9000``, ``udp://@:5000``, ...
+            open_timeout: Seconds the open may take.
+            options: Extra FFmpeg open options; they win over camerapump's own.
+        """
+        if _scheme(url) in RTSP_SCHEMES:
+            return cls.rtsp(url, open_timeout=open_timeout)
+        pairs = tuple(sorted((options or {}).items()))
+        return cls("stream", url, open_timeout=open_timeout, options=pairs)
 
     @classmethod
     def file(
@@ -157,12 +244,15 @@ class Source:
     def parse(cls, text: str) -> Source:
         """Build a source from a command-line style string.
 
-        ``rtsp://…`` (and other stream URLs) -> RTSP; ``/dev/video0``, ``0`` or
+        ``rtsp://…`` -> RTSP; ``http(s)://``, ``rtmp://``, ``srt://``,
+        ``udp://``, ``tcp://`` -> a stream URL; ``/dev/video0``, ``0`` or
         ``usb:NAME`` -> USB; ``test:`` or ``test:smptebars`` -> test pattern;
-        an existing path -> file.
+        ``file:PATH``, ``file://PATH`` or an existing path -> file.  Each
+        label that camerapump prints parses back to its source.
 
         Raises:
-            ValueError: Empty text, or text that names none of these.
+            ValueError: Empty text, an unsupported URL scheme, or text that
+                names none of these.
         """
         text = text.strip()
         if not text:
@@ -174,9 +264,18 @@ class Source:
             name = text[4:]
             return cls.usb(int(name) if name.isdigit() else name)
         if "://" in text:
-            if lowered.startswith("file://"):
+            scheme = _scheme(text)
+            if scheme == "file":
                 return cls.file(text[7:])
-            return cls.rtsp(text)
+            if scheme in RTSP_SCHEMES:
+                return cls.rtsp(text)
+            if scheme in STREAM_SCHEMES:
+                return cls.url(text)
+            supported = ", ".join(f"{s}://" for s in (*RTSP_SCHEMES, *STREAM_SCHEMES, "file"))
+            named = f"{scheme}://" if scheme else f"in {redact_url(text)!r}"
+            raise ValueError(f"unsupported URL scheme {named}; camerapump opens {supported}")
+        if lowered.startswith("file:"):
+            return cls.file(text[5:])
         if text.isdigit():
             return cls.usb(int(text))
         if re.fullmatch(r"/dev/video\d+", text) or text.startswith("/dev/v4l/"):
@@ -184,28 +283,37 @@ class Source:
         if Path(text).is_file():
             return cls.file(text)
         raise ValueError(
-            f"{text!r} is not a source: use a stream URL (rtsp://...), a camera index or "
-            "/dev/videoN, usb:NAME, test: or test:PATTERN, or the path of an existing file"
+            f"{text!r} is not a source: use a stream URL (rtsp://, http://, rtmp://, ...), a "
+            "camera index or /dev/videoN, usb:NAME, test: or test:PATTERN, or the path of an "
+            "existing file"
         )
 
-    # -- presentation ---------------------------------------------------------------------
+    # -- traits and presentation ----------------------------------------------------------
+
+    @property
+    def traits(self) -> KindTraits:
+        """What this kind of source is like (live, network, device)."""
+        return KIND_TRAITS[self.kind]
 
     @property
     def is_live(self) -> bool:
         """True for sources that keep running without us (cameras and streams)."""
-        return self.kind in ("usb", "rtsp")
+        return KIND_TRAITS[self.kind].live
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """The credential strings this source carries (for redaction)."""
-        return (
-            secrets_of(self.target) if isinstance(self.target, str) and self.kind == "rtsp" else ()
-        )
+        if not KIND_TRAITS[self.kind].network or not isinstance(self.target, str):
+            return ()
+        return secrets_of(self.target)
 
     @property
     def label(self) -> str:
-        """A short, redacted label: ``rtsp://***@host/cam``, ``usb:/dev/video0``, ``test:``."""
-        if self.kind == "rtsp":
+        """A short, redacted label: ``rtsp://***@host/cam``, ``usb:/dev/video0``, ``test:``.
+
+        :meth:`parse` turns a label back into its source (minus the secrets).
+        """
+        if KIND_TRAITS[self.kind].network:
             return redact_url(str(self.target))
         return f"{self.kind}:{self.target}"
 

@@ -1,13 +1,22 @@
 """The decode thread: one per pump, owner of the PyAV container from open to close.
 
-The thread runs sessions on request.  A session opens the source, negotiates,
-reads and decodes until the source ends, fails, is aborted (stall watchdog) or
-the worker is stopped, and closes the container itself, so no other thread
-ever touches it (closing a container from another thread while it is inside
-``demux`` is a use-after-free in FFmpeg).  Every blocking read is bounded by
-PyAV's read timeout, so stop and abort requests are seen within about half a
-second.  Results go to a :class:`Sink`; the asyncio pump's sink hands them to
-the event loop with ``call_soon_threadsafe``.
+The thread runs the supervisor (:func:`camerapump._supervisor.supervise`): it
+opens a session, reads and decodes it until it ends, fails, stalls or is
+stopped, waits out the backoff, and opens the next.  It closes every container
+itself, so no other thread ever touches one (closing a container from another
+thread while it is inside ``demux`` is a use-after-free in FFmpeg).  Every
+blocking read is bounded by PyAV's read timeout, so stops and stalls are seen
+within about half a second.
+
+For each decoded picture the thread asks the consumers' :class:`Demand` which
+outputs want it, converts it once per output (:mod:`camerapump._convert`) and
+hands the frames to its :class:`Sink`; a picture nobody takes costs the decode
+and nothing more.
+
+Thread ownership: the container, stream, converters, taps and GOP buffer
+belong to the decode thread.  The flags under ``_cond`` (stop, active, tap
+changes) are written by any thread.  ``_consumed`` has one writer, the
+consumer's side, behind ``_credit_lock``.
 """
 
 from __future__ import annotations
@@ -17,30 +26,31 @@ import dataclasses
 import errno
 import itertools
 import logging
-import os
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import av
 import av.error
-import numpy as np
-import numpy.typing as npt
 from av.container import InputContainer
 from av.packet import Packet
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from ._backend import guard, negotiate, open_input, translate
-from ._config import StreamConfig, StreamFormat
-from ._devices import find_device_by_id, list_devices, negotiate_usb
-from ._errors import CameraError, ConnectionFailed, StreamTimeout
+from ._backend import check_fps, guard, negotiate, open_input, translate, upright_size
+from ._config import ReconnectPolicy, StreamConfig, StreamFormat
+from ._convert import Converter
+from ._demand import Demand, Pick
+from ._errors import CameraError, ConnectionFailed, FormatNotSupported, StreamTimeout
 from ._frame import Frame
+from ._output import Output
 from ._source import Source
+from ._supervisor import SessionEnd, stalled, supervise
 
-__all__ = ["PacketTap", "SessionEnd", "Sink", "Worker"]
+__all__ = ["DeviceTracker", "PacketTap", "SessionEnd", "Sink", "Worker"]
 
 logger = logging.getLogger("camerapump")
 
@@ -48,6 +58,14 @@ _thread_ids = itertools.count(1)
 # A paced source that falls this far behind its own clock re-anchors instead of
 # racing to catch up (after a pause, a seek, a slow machine).
 _RESYNC_AFTER = 0.5
+# Transient read errors (EIO) in a row before a live session counts as broken.
+_MAX_HICCUPS = 20
+# The packets of the current GOP are kept (a recording that starts now starts at
+# its keyframe, not at the next one); a stream with no keyframe for this many
+# packets is not worth keeping.
+_MAX_GOP_PACKETS = 600
+# How often a backoff looks whether an unplugged USB camera is back.
+_REPLUG_POLL = 0.25
 
 
 class _EndOfPackets:
@@ -55,47 +73,73 @@ class _EndOfPackets:
 
 
 _END = _EndOfPackets()
-# Transient read errors (EIO) in a row before a live session counts as broken.
-_MAX_HICCUPS = 20
 
 
-@dataclass(frozen=True, slots=True)
-class SessionEnd:
-    """How a session ended.
+class _RateMeter:
+    """Measures the frame rate of a stream that does not declare one, over its first second."""
 
-    Attributes:
-        error: ``None`` for a normal end (a finite source ended, or a stop);
-            otherwise the typed error.
-        reason: The machine-readable reason for status events, or ``None``.
-    """
+    __slots__ = ("_count", "_first", "fps")
 
-    error: CameraError | None
-    reason: str | None
+    def __init__(self) -> None:
+        self._first: tuple[float, float | None] | None = None
+        self._count = 0
+        self.fps: float | None = None
+
+    def add(self, now: float, pts: float | None) -> float | None:
+        """Count a frame; return the rate once a second of frames has been seen."""
+        if self._first is None:
+            self._first = (now, pts)
+            return None
+        self._count += 1
+        started, first_pts = self._first
+        span = (pts - first_pts) if (pts is not None and first_pts is not None) else now - started
+        if now - started < 1.0 or self._count < 5 or span <= 0:
+            return None
+        self.fps = round(self._count / span, 2)
+        return self.fps
+
+
+class _Meta(NamedTuple):
+    """What a decoded picture's frames carry besides the pixels."""
+
+    pts: float | None
+    key: bool
+    sequence: int
+    now: float
 
 
 class Sink(Protocol):
-    """Receives what the decode thread produces.  Called on the decode thread."""
+    """Receives what the decode thread produces; every method is called on the decode thread."""
 
-    def opened(self, fmt: StreamFormat) -> None: ...
-    def open_failed(self, error: CameraError) -> None: ...
-    def frame(self, frame: Frame, for_stream: bool) -> None: ...
-    def ended(self, end: SessionEnd) -> None: ...
-    def finished(self) -> None: ...
+    def connected(self, fmt: StreamFormat, *, first: bool, reconnects: int) -> None: ...
+    def reconnecting(self, attempt: int, delay: float, reason: str, *, attempts: int) -> None: ...
+    def finished(self, error: CameraError | None, reason: str | None, *, first: bool) -> None: ...
+    def format_changed(self, fmt: StreamFormat) -> None: ...
+    def frame(self, pick: Pick, frame: Frame) -> None: ...
+    def exited(self) -> None: ...
 
 
 class PacketTap(Protocol):
-    """Sees the compressed packets and decoded frames of every session (a recorder).
+    """Sees the compressed packets and decoded pictures of every session (a recorder).
 
-    All methods run on the decode thread, which owns the input container; a
+    Every method runs on the decode thread, which owns the input container; a
     tap must not raise (one that does is logged and detached) and must not
-    block for long.
+    block for long.  Packets are shared: a tap copies what it keeps or changes.
     """
 
-    def session_started(self, stream: VideoStream) -> None: ...
-    def packet(self, packet: Packet[VideoStream]) -> None: ...
-    def frame(self, frame: VideoFrame) -> None: ...
-    def session_ended(self) -> None: ...
-    def close(self) -> None: ...
+    def _tap_session_started(self, stream: VideoStream) -> None: ...
+    def _tap_packet(self, packet: Packet[VideoStream]) -> None: ...
+    def _tap_frame(self, frame: VideoFrame) -> None: ...
+    def _tap_session_ended(self) -> None: ...
+    def _tap_close(self) -> None: ...
+
+
+class DeviceTracker(Protocol):
+    """Follows a local capture device across sessions (see :mod:`camerapump._usb`)."""
+
+    def prepare(self, source: Source, config: StreamConfig) -> tuple[Source, StreamConfig]: ...
+    def remember(self, source: Source) -> None: ...
+    def present(self) -> bool | None: ...
 
 
 class Worker:
@@ -105,42 +149,63 @@ class Worker:
         source: What to open.
         config: What to ask for.
         sink: Where results go.
-        backpressure: Number of frame credits: the thread waits for a credit
-            before it delivers a frame to the stream (files read with
-            ``realtime=False``, where every frame counts); ``None`` for live
-            delivery, where the sink keeps the newest frames instead.
+        demand: What the consumers want.
+        policy: How to recover a live source; ``None``: the first error is final.
+        processing: Frames a processed file (``realtime=False``) may decode
+            ahead of its consumer; the thread waits for credit beyond that.
+            ``None`` for live delivery.
+        device: Follows a USB camera across replugs (``None`` for other kinds).
+        rng: Random source for the backoff jitter.
     """
 
     def __init__(
-        self, source: Source, config: StreamConfig, sink: Sink, *, backpressure: int | None = None
+        self,
+        source: Source,
+        config: StreamConfig,
+        sink: Sink,
+        demand: Demand,
+        *,
+        policy: ReconnectPolicy | None = None,
+        processing: int | None = None,
+        device: DeviceTracker | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.source = source
         self.config = config
+        self.demand = demand
         self._sink = sink
+        self._policy = policy
+        self._device = device
+        self._rng = rng
         self._cond = threading.Condition()
         self._stop = False
-        self._open_requested = False
-        self._abort_reason: str | None = None
         self._active = True
-        self._captures = 0
-        self._capture_requests = 0  # every capture ever asked for (to serve each one)
-        # Backpressure for processed files, kept cheap on the hot path: two
-        # counters with one writer each (this thread; the consumer), and an
-        # event that is only set when this thread actually waits.
-        self._depth = backpressure or None
+        # Backpressure for processed files, cheap on the hot path: two counters
+        # with one writer each, and an event set only when this thread waits.
+        self._depth = processing
         self._produced = 0
         self._consumed = 0
+        self._credit_lock = threading.Lock()
         self._space = threading.Event()
         self._waiting_for_space = False
-        self._taps: list[PacketTap] = []  # touched by the decode thread only
+        self._taps: list[PacketTap] = []
         self._tap_changes: list[tuple[bool, PacketTap]] = []  # (add?, tap), under _cond
-        self._stream: VideoStream | None = None  # the open session's stream (thread only)
-        self._device_id: str | None = None  # a USB camera's stable id, once known
+        self._gop: list[Packet[VideoStream]] = []
+        self._container: InputContainer | None = None
+        self._stream: VideoStream | None = None
+        self._format: StreamFormat | None = None
+        self._converters: dict[Output, Converter] = {}
+        self._session_packets: Iterator[Packet[VideoStream] | None] | None = None
+        self._prelude: list[tuple[Packet[VideoStream], list[VideoFrame]]] = []
         self._sequence = 0
-        #: ``time.monotonic()`` of the last decoded frame (read by the watchdog).
+        self._damaged = False  # a decode error or lost data since the last keyframe
+        #: ``time.monotonic()`` of the last decoded frame.
         self.last_frame_at = 0.0
         #: Frames that failed to decode and were skipped (corrupt or lost packets).
         self.decode_errors = 0
+        #: Conversions made (one per frame and distinct output).
+        self.frames_converted = 0
+        self._recent: deque[float] = deque(maxlen=1024)  # decode times, for the measured rate
         self._thread = threading.Thread(
             target=self._run, name=f"camerapump-decode-{next(_thread_ids)}", daemon=True
         )
@@ -148,41 +213,24 @@ class Worker:
     # -- controls, called from any thread -------------------------------------------------
 
     @property
-    def sink(self) -> Sink:
-        """Where this worker's results go."""
-        return self._sink
-
-    @property
     def thread(self) -> threading.Thread:
         """The decode thread."""
         return self._thread
-
-    @property
-    def device_id(self) -> str | None:
-        """The stable id of the USB camera this worker opened, once known."""
-        return self._device_id
 
     @property
     def frames_decoded(self) -> int:
         """Frames decoded so far, over all sessions."""
         return self._sequence
 
+    def measured_fps(self, now: float | None = None) -> float:
+        """Frames decoded during the last second."""
+        now = time.monotonic() if now is None else now
+        recent = list(self._recent)
+        return float(sum(1 for t in recent if now - t <= 1.0))
+
     def start(self) -> None:
-        """Start the thread (it waits for :meth:`request_open`)."""
+        """Start the thread: it opens the first session at once."""
         self._thread.start()
-
-    def request_open(self) -> None:
-        """Ask for a new session; the sink hears ``opened`` or ``open_failed``."""
-        with self._cond:
-            self._open_requested = True
-            self._abort_reason = None
-            self._cond.notify_all()
-
-    def abort_session(self, reason: str) -> None:
-        """End the current session (the sink hears ``ended`` with a StreamTimeout)."""
-        with self._cond:
-            self._abort_reason = reason
-            self._cond.notify_all()
 
     def stop(self) -> None:
         """Ask the thread to close its session and exit; returns at once."""
@@ -192,50 +240,179 @@ class Worker:
         self._space.set()  # wake a thread waiting for the consumer
 
     def set_active(self, active: bool) -> None:
-        """Pause (no conversion, no delivery) or resume."""
+        """Pause (``False``) or resume the stream's delivery."""
         with self._cond:
             self._active = active
+            self.demand.active = active
             self._cond.notify_all()
 
-    def add_capture(self, delta: int) -> None:
-        """Count a pending one-shot capture in (+1) or out (-1)."""
+    def wake(self) -> None:
+        """The demand changed: wake a thread that idles (a paused file, a processed one)."""
         with self._cond:
-            self._captures = max(0, self._captures + delta)
-            if delta > 0:
-                self._capture_requests += 1
             self._cond.notify_all()
+        if self._waiting_for_space:
+            self._space.set()
 
     def add_tap(self, tap: PacketTap) -> None:
-        """Attach a packet tap; it starts with the next packet (of the next session if none)."""
+        """Attach a tap; it starts with the current GOP (or the next session's)."""
         with self._cond:
             self._tap_changes.append((True, tap))
             self._cond.notify_all()
 
     def remove_tap(self, tap: PacketTap) -> None:
-        """Detach a tap; the decode thread calls its ``close()`` soon (at once if idle)."""
+        """Detach a tap; the decode thread calls its ``_tap_close()`` soon."""
         with self._cond:
             self._tap_changes.append((False, tap))
             self._cond.notify_all()
 
     def release_credit(self) -> None:
-        """The consumer took a frame: the thread may deliver one more."""
+        """The consumer took a frame: the thread may deliver one more (processed files)."""
         if self._depth is not None:
-            self._consumed += 1
+            with self._credit_lock:
+                self._consumed += 1
             if self._waiting_for_space:
                 self._space.set()
 
-    # -- the thread -----------------------------------------------------------------------
+    # -- supervise() drives these, on the decode thread -----------------------------------
 
-    # Read through methods: other threads change these flags under us, and a
-    # type checker would otherwise "narrow" them after the first test.
-    def _stopping(self) -> bool:
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stop
 
-    def _aborting(self) -> bool:
-        return self._abort_reason is not None
+    def open(self) -> StreamFormat | CameraError:
+        """Open a session: negotiate (USB), open, read up to the first picture, check the format.
 
-    def _halted(self) -> bool:
-        return self._stop or self._abort_reason is not None
+        The format comes from the first decoded picture, not from probing: a
+        short probe finds the stream, and its first keyframe tells the size
+        (with an audio track, the probe alone does not), so one connection
+        is enough.
+        """
+        self._apply_tap_changes()
+        source, config = self.source, self.config
+        try:
+            if self._device is not None:
+                source, config = self._device.prepare(source, config)
+            container, stream = open_input(source, config)
+        except CameraError as error:
+            logger.debug("open of %s failed: %s", self.source.label, error)
+            return error
+        try:
+            packets = self._packets(container, stream)
+            prelude, first = self._prime(packets, stream)
+            fmt = negotiate(source, config, stream, first)
+        except CameraError as error:
+            self._close(container)
+            return error
+        if self._device is not None:
+            self._device.remember(source)
+        self._container, self._stream, self._format = container, stream, fmt
+        self._session_packets, self._prelude = packets, prelude
+        self.last_frame_at = time.monotonic()
+        logger.debug("%s open: %s", self.source.label, fmt)
+        return fmt
+
+    def _prime(
+        self, packets: Iterator[Packet[VideoStream] | None], stream: VideoStream
+    ) -> tuple[list[tuple[Packet[VideoStream], list[VideoFrame]]], VideoFrame]:
+        """Read and decode up to the first picture; return what was read, and that picture.
+
+        Raises:
+            CameraError: Nothing decodable within the open timeout, or the
+                stream ended first.
+        """
+        source = self.source
+        limit = source.open_timeout if source.traits.network else max(source.open_timeout, 10.0)
+        deadline = time.monotonic() + limit
+        cc = stream.codec_context
+        prelude: list[tuple[Packet[VideoStream], list[VideoFrame]]] = []
+        while True:
+            if self._stop:
+                raise CameraError(f"{source.label}: stopped while opening")
+            if time.monotonic() > deadline:
+                raise StreamTimeout(
+                    f"{source.label}: no picture within the open timeout ({limit:g} s)"
+                )
+            packet = next(packets, _END)
+            if packet is None:
+                continue
+            if isinstance(packet, _EndOfPackets):
+                if source.is_live:
+                    raise ConnectionFailed(
+                        f"{source.label}: the stream ended before its first picture"
+                    )
+                raise FormatNotSupported(f"{source.label}: no video frames in the source")
+            try:
+                frames = cc.decode(packet)
+            except av.error.FFmpegError:
+                self.decode_errors += 1
+                frames = []
+            prelude.append((packet, frames))
+            if frames:
+                return prelude, frames[0]
+
+    def read(self, stall_timeout: float) -> SessionEnd:
+        """Read the open session until it ends; the container is closed on return."""
+        container, stream = self._container, self._stream
+        assert container is not None
+        assert stream is not None
+        try:
+            self._each_tap("_tap_session_started", stream)
+            return self._read(container, stream, stall_timeout)
+        finally:
+            self._each_tap("_tap_session_ended")
+            self._gop.clear()
+            self._prelude = []
+            self._container = self._stream = self._session_packets = None
+            self._close(container)
+
+    def wait(self, delay: float) -> bool:
+        """Wait out a backoff; a USB camera that comes back ends it early."""
+        deadline = time.monotonic() + delay
+        device = self._device
+        absent = device is not None and device.present() is False
+        while True:
+            remaining = deadline - time.monotonic()
+            with self._cond:
+                if self._stop:
+                    return False
+                if remaining <= 0:
+                    return True
+                if not self._tap_changes:
+                    self._cond.wait(min(remaining, _REPLUG_POLL) if absent else remaining)
+            self._apply_tap_changes()
+            if absent and device is not None and device.present():
+                logger.info("%s: the camera is back", self.source.label)
+                return not self._stop
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            supervise(self, self._sink, self._policy, live=self.source.is_live, rng=self._rng)
+        except BaseException:
+            # A bug, or a fatal error in FFmpeg: nothing can be opened any more,
+            # so the pump fails instead of waiting.
+            logger.exception("decode thread of %s crashed", self.source.label)
+            if self._container is not None:
+                self._close(self._container)
+            self._sink.finished(
+                CameraError(f"{self.source.label}: the decode thread stopped unexpectedly"),
+                "decode_thread_stopped",
+                first=self._format is None,
+            )
+        finally:
+            self._apply_tap_changes()
+            for tap in self._taps:
+                self._call_tap(tap, "_tap_close")
+            self._taps.clear()
+            self._sink.exited()
+
+    def _close(self, container: InputContainer) -> None:
+        # The owner closes: never another thread, never while inside demux.
+        try:
+            container.close()
+        except (av.error.FFmpegError, OSError) as exc:  # pragma: no cover - defensive
+            logger.debug("close of %s: %s", self.source.label, type(exc).__name__)
 
     def _apply_tap_changes(self) -> None:
         with self._cond:
@@ -244,12 +421,14 @@ class Worker:
             if add:
                 self._taps.append(tap)
                 if self._stream is not None:
-                    self._call_tap(tap, "session_started", self._stream)
-            elif tap in self._taps:
-                self._taps.remove(tap)
-                self._call_tap(tap, "close")
+                    self._call_tap(tap, "_tap_session_started", self._stream)
+                    # The GOP so far: the recording starts at its keyframe.
+                    for packet in self._gop:
+                        self._call_tap(tap, "_tap_packet", packet)
             else:
-                self._call_tap(tap, "close")
+                if tap in self._taps:
+                    self._taps.remove(tap)
+                self._call_tap(tap, "_tap_close")
 
     def _call_tap(self, tap: PacketTap, method: str, *args: object) -> None:
         try:
@@ -259,108 +438,21 @@ class Worker:
             if tap in self._taps:
                 self._taps.remove(tap)
                 with contextlib.suppress(Exception):
-                    tap.close()
+                    tap._tap_close()
 
     def _each_tap(self, method: str, *args: object) -> None:
         for tap in list(self._taps):
             self._call_tap(tap, method, *args)
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not (self._stop or self._open_requested or self._tap_changes):
-                        self._cond.wait()
-                    if self._stop:
-                        return
-                    start = self._open_requested
-                    self._open_requested = False
-                self._apply_tap_changes()
-                if start:
-                    self._session()
-        except BaseException:  # pragma: no cover - a bug; keep the loop informed
-            logger.exception("decode thread of %s crashed", self.source.label)
-            self._sink.ended(
-                SessionEnd(
-                    CameraError(f"{self.source.label}: internal error in the decode thread"),
-                    "crash",
-                )
-            )
-        finally:
-            self._apply_tap_changes()
-            for tap in self._taps:
-                self._call_tap(tap, "close")
-            self._taps.clear()
-            self._sink.finished()
-
-    def _usb_target(self) -> Source:
-        """The USB source to open now: a replugged camera may have a new /dev/videoN."""
-        source = self.source
-        if self._device_id is None:
-            return source
-        info = find_device_by_id(self._device_id)
-        if info is None or info.path == source.target:
-            return source
-        logger.info("%s: found the camera again at %s", source.label, info.path)
-        return dataclasses.replace(source, target=info.path)
-
-    def _remember_device(self, source: Source) -> None:
-        """Note the stable id of the camera just opened (Linux), to find it after a replug."""
-        if self._device_id is not None or source.backend != "v4l2":
-            return
-        target = source.target if isinstance(source.target, str) else f"/dev/video{source.target}"
-        real = os.path.realpath(target)
-        for info in list_devices():
-            if os.path.realpath(info.path) == real:
-                self._device_id = info.id
-                return
-
-    def _session(self) -> None:
-        source, config = self.source, self.config
-        try:
-            if source.kind == "usb":
-                source = self._usb_target()
-                # Checked against the camera's modes before opening (and filled
-                # in for "nearest"); then what it delivered is checked again.
-                config = negotiate_usb(source, config, mode=config.negotiation)
-            container, stream = open_input(source, config)
-        except CameraError as error:
-            logger.debug("open of %s failed: %s", self.source.label, error)
-            self._sink.open_failed(error)
-            return
-        end = SessionEnd(None, None)
-        try:
-            try:
-                fmt = negotiate(source, config, stream)
-                if source.kind == "usb":
-                    self._remember_device(source)
-            except CameraError as error:
-                self._sink.open_failed(error)
-                return
-            logger.debug("%s open: %s", self.source.label, fmt)
-            self.last_frame_at = time.monotonic()
-            self._sink.opened(fmt)
-            self._stream = stream
-            self._each_tap("session_started", stream)
-            end = self._read(container, stream)
-        finally:
-            if self._stream is not None:
-                self._stream = None
-                self._each_tap("session_ended")
-            # The owner closes: never another thread, never while inside demux.
-            try:
-                container.close()
-            except (av.error.FFmpegError, OSError) as exc:  # pragma: no cover - defensive
-                logger.debug("close of %s: %s", self.source.label, type(exc).__name__)
-        self._sink.ended(end)
 
     def _packets(
         self, container: InputContainer, stream: VideoStream
     ) -> Iterator[Packet[VideoStream] | None]:
         """Demux packets, resuming after read timeouts, until the source ends or we must stop.
 
+        Yields ``None`` for a quiet moment (a read timeout) on a live source.
+
         Raises:
-            CameraError: A read error (translated), or an abort.
+            CameraError: A read error (translated).
         """
         live = self.source.is_live
         hiccups = 0  # transient read errors in a row, without a packet between them
@@ -370,26 +462,21 @@ class Worker:
                 for packet in container.demux(stream):
                     hiccups = 0
                     yield packet
-                    if self._halted():
+                    if self._stop:
                         return
             except av.error.ExitError:
-                # PyAV's read timeout: nothing arrived for a moment.  Check our
-                # flags and read on; the stall watchdog decides when quiet is dead.
-                if self._halted() or not live:
+                # PyAV's read timeout: nothing arrived for a moment.  Look at the
+                # controls and read on; the stall watchdog decides when quiet is dead.
+                if self._stop or not live:
                     return
-                yield None  # let the reader look at its controls, then read on
+                yield None
                 continue
             except av.error.OSError as exc:
                 # A slow RTSP stream read with a short timeout sometimes reports EIO
                 # between packets (measured: every few seconds at 1-2 fps); the next
                 # read carries on.  Many in a row mean the connection is gone.
                 hiccups += 1
-                if (
-                    live
-                    and exc.errno == errno.EIO
-                    and hiccups <= _MAX_HICCUPS
-                    and not self._halted()
-                ):
+                if live and exc.errno == errno.EIO and hiccups <= _MAX_HICCUPS and not self._stop:
                     yield None
                     continue
                 error = translate(exc, self.source, "read")
@@ -399,85 +486,167 @@ class Worker:
                 return  # end of stream
             raise error
 
-    def _read(self, container: InputContainer, stream: VideoStream) -> SessionEnd:
+    def _idle(self) -> None:
+        """A paused file or pattern waits here until someone wants its frames again."""
+        with self._cond:
+            while (
+                not self._active
+                and not self._taps  # a recording keeps a paused file or pattern going
+                and not self._stop
+                and not self._tap_changes
+                and not self.demand.captures_pending()
+            ):
+                self._cond.wait(0.5)
+
+    def _read(self, container: InputContainer, stream: VideoStream, stall: float) -> SessionEnd:
         source, cc = self.source, stream.codec_context
-        pixel_format = self.config.pixel_format
-        paced = not source.is_live and source.realtime
-        idle_when_paused = not source.is_live
+        live = source.is_live
+        paced = not live and source.realtime
+        demand = self.demand
+        demand.new_session()
+        self._damaged = False
         anchor: tuple[float, float] | None = None  # (monotonic, pts) that pacing counts from
-        pts_offset = 0.0
-        last_pts = 0.0
+        pts_offset = 0.0  # a looping file's frames keep counting up
+        last_pts: float | None = None
         frame_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
-        packets = self._packets(container, stream)
+        rate = _RateMeter() if self._format is not None and self._format.fps is None else None
+        skipping = False
+        await_key = False  # after skipping non-key frames: the next ones lack references
+        gop = self._gop
+        prelude = self._prelude
+        packets = self._session_packets or self._packets(container, stream)
         while True:
-            with self._cond:
-                while (
-                    idle_when_paused
-                    and not self._active
-                    and not self._captures
-                    and not self._taps  # a recording keeps a paused file or pattern going
-                    and not self._halted()
-                    and not self._tap_changes
-                ):
-                    self._cond.wait()
-                    anchor = None  # paused: the clock starts again on resume
-                changed = bool(self._tap_changes)
-            if changed:
+            if not live and not self._active:
+                self._idle()
+                anchor = None  # paused: the clock starts again on resume
+            if self._tap_changes:
                 self._apply_tap_changes()
-            if self._stopping():
+            if self.stopping():
                 return SessionEnd(None, None)
-            if self._abort_reason is not None:
-                reason = self._abort_reason
-                return SessionEnd(StreamTimeout(f"{source.label}: {reason}"), reason)
-            try:
-                packet = next(packets, _END)
-            except CameraError as error:
-                return SessionEnd(error, f"read_error:{error.code}")
-            if packet is _END:
-                if self._stopping():
-                    return SessionEnd(None, None)
-                if self._aborting():
-                    continue  # handled at the top of the loop
-                if source.kind == "file" and source.loop:
-                    try:
-                        guard(source, "read", lambda: container.seek(0))
-                    except CameraError as error:
-                        return SessionEnd(error, f"read_error:{error.code}")
-                    packets = self._packets(container, stream)
-                    pts_offset = last_pts + frame_step
-                    continue
-                if source.is_live:
-                    return SessionEnd(
-                        ConnectionFailed(f"{source.label}: the stream ended (disconnected)"),
-                        "end_of_stream",
-                    )
-                return SessionEnd(None, None)
-            assert not isinstance(packet, _EndOfPackets)
-            if packet is None:
-                continue  # a quiet moment on a live source
+            if live and stalled(time.monotonic(), self.last_frame_at, stall):
+                logger.info("%s: no frame for %.1f s; restarting the session", source.label, stall)
+                return SessionEnd(
+                    StreamTimeout(f"{source.label}: no frame for {stall:g} s (stalled)"),
+                    "stall_timeout_exceeded",
+                )
+            if demand.skip_nonkey != skipping:
+                skipping = demand.skip_nonkey
+                cc.skip_frame = "NONKEY" if skipping else "DEFAULT"
+                await_key = not skipping
             frames: list[VideoFrame]
-            try:
-                frames = cc.decode(packet)
-            except av.error.FFmpegError:
-                # A corrupt or partial packet (UDP loss, a cut-off GOP): skip it;
-                # the decoder recovers at the next keyframe.
-                self.decode_errors += 1
-                frames = []
+            if prelude:
+                packet, frames = prelude.pop(0)  # read and decoded while opening
+            else:
+                try:
+                    item = next(packets, _END)
+                except CameraError as error:
+                    return SessionEnd(error, f"read_error:{error.code}")
+                if isinstance(item, _EndOfPackets):
+                    if self.stopping():
+                        return SessionEnd(None, None)
+                    if source.kind == "file" and source.loop:
+                        try:
+                            guard(source, "read", lambda: container.seek(0))
+                        except CameraError as error:
+                            return SessionEnd(error, f"read_error:{error.code}")
+                        packets = self._packets(container, stream)
+                        pts_offset = (last_pts or 0.0) + frame_step
+                        continue
+                    if live:
+                        return SessionEnd(
+                            ConnectionFailed(f"{source.label}: the stream ended (disconnected)"),
+                            "end_of_stream",
+                        )
+                    return SessionEnd(None, None)
+                if item is None:
+                    continue  # a quiet moment on a live source
+                packet = item
+                try:
+                    frames = cc.decode(packet)
+                except av.error.FFmpegError:
+                    # A corrupt or partial packet (UDP loss, a cut-off GOP): skip it;
+                    # the decoder recovers at the next keyframe.
+                    self.decode_errors += 1
+                    self._damaged = True
+                    frames = []
+            if packet.is_corrupt:
+                self._damaged = True
+            if packet.is_keyframe:
+                gop.clear()
+            if len(gop) < _MAX_GOP_PACKETS and (gop or packet.is_keyframe):
+                gop.append(packet)
             if self._taps:
-                # After decode: the decoder holds its own reference, so a tap may
-                # retime and mux this packet object without copying it.
-                self._each_tap("packet", packet)
+                self._each_tap("_tap_packet", packet)
             for vframe in frames:
                 if self._taps:
-                    self._each_tap("frame", vframe)
+                    self._each_tap("_tap_frame", vframe)
+                key = bool(vframe.key_frame)
+                if key:
+                    await_key = False
+                    self._damaged = bool(vframe.is_corrupt)
+                elif await_key:
+                    continue
+                elif vframe.is_corrupt:
+                    self._damaged = True
                 pts = None if vframe.time is None else vframe.time + pts_offset
                 if pts is not None:
+                    if last_pts is not None and pts <= last_pts - 1.0 and live:
+                        # A clock that jumped back (a camera reset, a 32-bit
+                        # wrap): keep Frame.pts monotonic within the session.
+                        pts_offset += last_pts - pts + frame_step
+                        pts = last_pts + frame_step
+                    elif last_pts is not None and pts < last_pts:
+                        pts = last_pts  # small reorder jitter: never backwards
                     last_pts = pts
                 if paced and pts is not None:
                     anchor = self._pace(anchor, pts)
-                    if self._halted():
+                    if self.stopping():
                         break
-                self._deliver(vframe, pts, pixel_format)
+                end = self._check_size(vframe)
+                if end is None and rate is not None:
+                    end = self._measure(rate, pts)
+                    if rate.fps is not None:
+                        rate = None
+                if end is not None:
+                    return end
+                self._deliver(vframe, pts, key)
+
+    def _measure(self, rate: _RateMeter, pts: float | None) -> SessionEnd | None:
+        """Measure the rate of a stream that declares none; check it once known."""
+        if rate.add(time.monotonic(), pts) is None or self._format is None:
+            return None
+        new = dataclasses.replace(self._format, fps=rate.fps, fps_measured=True)
+        try:
+            check_fps(self.source, self.config, new)
+        except FormatNotSupported as error:
+            return SessionEnd(error, "format_changed")
+        self._format = new
+        self._sink.format_changed(new)
+        return None
+
+    def _check_size(self, vframe: VideoFrame) -> SessionEnd | None:
+        """Follow a stream that changed its size mid-session, or end the session if not allowed."""
+        fmt = self._format
+        if fmt is None:
+            return None
+        width, height = upright_size(vframe, self.config.autorotate)
+        if (width, height) == (fmt.width, fmt.height):
+            return None
+        new = dataclasses.replace(fmt, width=width, height=height)
+        config = self.config
+        if config.width is not None and (width, height) != (config.width, config.height):
+            return SessionEnd(
+                FormatNotSupported(
+                    f"{self.source.label}: the stream changed to {width}x{height}, but "
+                    f"{config.width}x{config.height} was asked for; for resized frames, "
+                    "ask for output=cp.Output(width, height) instead"
+                ),
+                "format_changed",
+            )
+        logger.info("%s: the stream changed its format to %s", self.source.label, new)
+        self._format = new
+        self._sink.format_changed(new)
+        return None
 
     def _pace(self, anchor: tuple[float, float] | None, pts: float) -> tuple[float, float] | None:
         """Wait until ``pts`` is due on the wall clock; return the (new) anchor."""
@@ -488,44 +657,74 @@ class Worker:
         if due - now < -_RESYNC_AFTER or due - now > 2.0:
             return (now, pts)  # fell behind, or pts jumped: start the clock again here
         with self._cond:
-            while not self._halted():
+            while not self._stop:
                 remaining = due - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
         return anchor
 
-    def _deliver(self, vframe: VideoFrame, pts: float | None, pixel_format: str) -> None:
+    def _deliver(self, vframe: VideoFrame, pts: float | None, key: bool) -> None:
         now = time.monotonic()
         self.last_frame_at = now
+        self._recent.append(now)
         sequence = self._sequence
         self._sequence += 1
-        active, wanted = self._active, self._captures > 0
-        if not (active or wanted):
-            return  # paused: no per-frame Python work beyond the decode itself
-        data: npt.NDArray[np.uint8] = vframe.to_ndarray(format=pixel_format)  # type: ignore[assignment]
-        frame = Frame(
-            data, vframe.width, vframe.height, self.config.pixel_format, sequence, pts, now
-        )
-        if active and self._depth is not None:
-            # Processing a file: wait for the consumer rather than drop; a frame
-            # decoded while active goes to the stream even if a pause comes
-            # meanwhile.  A pending capture is served at once, without waiting.
-            served = -1  # the capture request this frame last served
-            while self._produced - self._consumed >= self._depth:
-                self._space.clear()
-                self._waiting_for_space = True
-                # Checked again after raising the flag: a consumer that took a
-                # frame just before saw no flag and set no event.
-                if self._produced - self._consumed < self._depth:
-                    break
-                self._space.wait(0.05)
-                if self._halted():
-                    self._waiting_for_space = False
-                    return
-                if self._captures and served != self._capture_requests:
-                    served = self._capture_requests
-                    self._sink.frame(frame, False)
-            self._waiting_for_space = False
+        clock = now if pts is None else pts
+        if self._depth is not None:
+            self._deliver_processed(vframe, _Meta(pts, key, sequence, now), clock)
+            return
+        meta = _Meta(pts, key, sequence, now)
+        for pick in self.demand.pick(keyframe=key, clock=clock):
+            self._sink.frame(pick, self._convert(pick.output, vframe, meta))
+
+    def _deliver_processed(self, vframe: VideoFrame, meta: _Meta, clock: float) -> None:
+        """A file read with ``realtime=False``: wait for the consumer rather than drop.
+
+        Captures are served meanwhile, from this frame, without waiting.
+        """
+        assert self._depth is not None
+        # A frame decoded while active goes to the consumer even if a pause
+        # came meanwhile (every frame of a processed file counts).
+        while self._produced - self._consumed >= self._depth:
+            self._space.clear()
+            self._waiting_for_space = True
+            # Checked again after raising the flag: a consumer that took a frame
+            # just before saw no flag and set no event.
+            if self._produced - self._consumed < self._depth:
+                break
+            self._space.wait(0.05)
+            if self._stop:
+                self._waiting_for_space = False
+                return
+            for pick in self.demand.pick(keyframe=meta.key, clock=clock, eager=False):
+                self._sink.frame(pick, self._convert(pick.output, vframe, meta))
+        self._waiting_for_space = False
+        picks = self.demand.pick(keyframe=meta.key, clock=clock)
+        if any(p.stream for p in picks):
             self._produced += 1
-        self._sink.frame(frame, active)
+        for pick in picks:
+            self._sink.frame(pick, self._convert(pick.output, vframe, meta))
+
+    def _convert(self, output: Output, vframe: VideoFrame, meta: _Meta) -> Frame:
+        converter = self._converters.get(output)
+        if converter is None:
+            if len(self._converters) > 32:  # outputs come and go; keep the live ones
+                self._converters.clear()
+            converter = Converter(output, autorotate=self.config.autorotate)
+            self._converters[output] = converter
+        data, shape = converter.convert(vframe)
+        self.frames_converted += 1
+        assert output.pixel_format is not None
+        return Frame(
+            data,
+            shape.width,
+            shape.height,
+            output.pixel_format,
+            meta.sequence,
+            meta.pts,
+            meta.now,
+            keyframe=meta.key,
+            quality="recovering" if self._damaged else "intact",
+            geometry=shape.geometry,
+        )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import pluggy
 import pytest
 
 from netfaults import RtspServer
@@ -98,6 +99,70 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "allow_lingering_thread: the test itself checks a thread that outlives aclose"
     )
+
+
+# -- two async plugins, each test run once by one of them --------------------------------
+#
+# pytest-asyncio (asyncio_mode = "auto") runs the asyncio suite.  Tests marked
+# ``@pytest.mark.anyio`` take an ``anyio_backend`` parameter and belong to anyio's
+# plugin, which runs them under asyncio and under trio.  In auto mode
+# pytest-asyncio would claim those too (and run the trio case under asyncio), so
+# this hook hands them back as plain test functions before anyone runs them.
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The backends that tests marked ``anyio`` run under."""
+    return str(request.param)
+
+
+@pytest.hookimpl(specname="pytest_pycollect_makeitem", hookwrapper=True)
+def pytest_pycollect_makeitem_for_anyio(
+    collector: pytest.Collector, name: str, obj: object
+) -> Generator[None, pluggy.Result[object], None]:
+    result = yield
+    items = result.get_result()
+    if not items:
+        return
+    listed = list(items) if isinstance(items, Sequence) else [items]
+    handed: list[object] = []
+    for item in listed:
+        if (
+            isinstance(item, pytest.Function)
+            and type(item) is not pytest.Function  # pytest-asyncio's own item class
+            and item.get_closest_marker("anyio") is not None
+        ):
+            handed.append(
+                pytest.Function.from_parent(
+                    item.parent,
+                    name=item.name,
+                    callspec=getattr(item, "callspec", None),
+                    callobj=item.obj,
+                    fixtureinfo=item._fixtureinfo,
+                    keywords=item.keywords,
+                    originalname=item.originalname,
+                )
+            )
+        else:
+            handed.append(item)
+    result.force_result(handed)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests ran under each backend (CI shows that trio really ran)."""
+    counts: dict[str, int] = {}
+    for key in ("passed", "failed"):
+        for report in terminalreporter.stats.get(key, []):
+            if getattr(report, "when", "call") != "call":
+                continue
+            params = report.nodeid.rpartition("[")[2].rstrip("]").split("-")
+            backend = "trio" if "trio" in params else "asyncio"
+            counts[backend] = counts.get(backend, 0) + 1
+    if counts:
+        terminalreporter.write_line(
+            "camerapump backends: "
+            + ", ".join(f"{n} tests under {name}" for name, n in sorted(counts.items()))
+        )
 
 
 __all__ = ["TEST_GOP", "_open_fds", "_pump_threads", "make_video"]

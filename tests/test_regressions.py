@@ -149,23 +149,23 @@ async def test_retry_initial_open_does_not_hide_a_missing_file(tmp_path: Path) -
             pass
 
 
-async def test_pausing_during_a_backoff_holds_the_next_attempt(own_rtsp_server: RtspServer) -> None:
-    """set_active(False) during a backoff: no attempt follows until resumed."""
-    policy = cp.ReconnectPolicy(initial_backoff=0.5, max_backoff=0.5, jitter=0)
+async def test_pausing_during_a_backoff_does_not_hold_the_next_attempt(
+    own_rtsp_server: RtspServer,
+) -> None:
+    """set_active(False) during a backoff: the attempts go on (pause is not "let it die")."""
+    policy = cp.ReconnectPolicy(initial_backoff=0.3, max_backoff=0.3, jitter=0)
     async with cp.open_pump(cp.Source.rtsp(own_rtsp_server.url()), policy=policy) as pump:
         await anext(aiter(pump))
         own_rtsp_server.kill()
         async with asyncio.timeout(10):
             while pump.state != "reconnecting":
                 await asyncio.sleep(0.02)
-        pump.set_active(False)  # during the 0.5 s backoff
+        pump.set_active(False)  # during the backoff
         while not pump.status.empty():
             pump.status.get_nowait()
-        await asyncio.sleep(1.5)
-        assert pump.status.empty(), "an attempt was made while paused"
-        pump.set_active(True)
         event = await asyncio.wait_for(pump.status.get(), 5)
         assert isinstance(event, cp.Reconnecting)
+        assert event.attempt >= 1
 
 
 def test_cli_record_stops_when_the_file_cannot_be_written(tmp_path: Path) -> None:

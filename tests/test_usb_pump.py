@@ -7,8 +7,7 @@ does with a real camera is not run here (no camera can be attached); see docs/de
 
 from __future__ import annotations
 
-import asyncio
-import functools
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,10 @@ import pytest
 from test_devices import C920_ID, Rig
 
 import camerapump as cp
-from camerapump import _backend, _devices, _pump, _worker
-from camerapump._hotplug import watch_devices
+from camerapump import _backend, _devices
+from camerapump import _worker as _worker_module
+from camerapump._demand import Demand
+from camerapump._usb import UsbTracker
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -51,13 +52,13 @@ async def test_nearest_request_is_applied_to_the_device_options(
 ) -> None:
     """negotiation='nearest' picks a real mode and passes its size, rate and format to FFmpeg."""
     seen: list[_backend.OpenSpec] = []
-    real_open_input = _worker.open_input
+    real_open_input = _worker_module.open_input
 
     def spy(source: cp.Source, config: cp.StreamConfig) -> Any:
         seen.append(_backend.open_spec(source, config))
         return real_open_input(source, config)
 
-    monkeypatch.setattr(_worker, "open_input", spy)
+    monkeypatch.setattr(_worker_module, "open_input", spy)
     source = cp.Source.usb(str(fake_dev.dev / "video0"))
     config = cp.StreamConfig(1920, 1080, fps=60, negotiation="nearest")
     with pytest.raises(cp.CameraError):  # a regular file is no camera to FFmpeg
@@ -71,32 +72,34 @@ async def test_nearest_request_is_applied_to_the_device_options(
 def test_a_replugged_camera_is_found_again_by_its_id(fake_dev: Rig) -> None:
     """After a replug moves the C920 from video0 to video3, the next open goes to video3."""
     source = cp.Source.usb(str(fake_dev.dev / "video0"))
-    worker = _worker.Worker(source, cp.StreamConfig(), _worker_sink())
-    worker._remember_device(source)
-    assert worker._device_id == C920_ID
+    tracker = UsbTracker()
+    tracker.remember(source)
+    assert tracker.device_id == C920_ID
     (fake_dev.dev / "video0").unlink()
     (fake_dev.by_id / C920_ID).unlink()
     fake_dev.add("video3", "logitech_c920")
     fake_dev.link(C920_ID, "video3")
-    assert worker._usb_target().target == str(fake_dev.dev / "video3")
+    assert tracker.target(source).target == str(fake_dev.dev / "video3")
 
 
 def test_an_unplugged_camera_keeps_its_path_until_it_returns(fake_dev: Rig) -> None:
     """While the camera is gone, the pump keeps trying its last path (DeviceNotFound)."""
     source = cp.Source.usb(str(fake_dev.dev / "video0"))
-    worker = _worker.Worker(source, cp.StreamConfig(), _worker_sink())
-    worker._remember_device(source)
+    tracker = UsbTracker()
+    tracker.remember(source)
     (fake_dev.dev / "video0").unlink()
     (fake_dev.by_id / C920_ID).unlink()
-    assert worker._usb_target() == source
+    assert tracker.target(source) == source
+    assert tracker.present() is False
 
 
-def _worker_sink() -> Any:
-    class Sink:
-        def __getattr__(self, name: str) -> Any:
-            return lambda *args: None
+class _NoSink:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
 
-    return Sink()
+
+def _worker(source: cp.Source, tracker: UsbTracker) -> _worker_module.Worker:
+    return _worker_module.Worker(source, cp.StreamConfig(), _NoSink(), Demand(), device=tracker)
 
 
 def test_stream_config_negotiation_is_validated() -> None:
@@ -105,31 +108,40 @@ def test_stream_config_negotiation_is_validated() -> None:
         cp.StreamConfig(negotiation="closest")  # type: ignore[arg-type]
 
 
-async def test_a_replug_cuts_the_reconnect_backoff_short(
-    fake_dev: Rig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While waiting out a backoff, the camera's return (inotify on /dev) ends the wait at once."""
-    watch = functools.partial(
-        watch_devices, dev_dir=str(fake_dev.dev), enumerator=_devices.list_devices
-    )
-    monkeypatch.setattr(_pump, "watch_devices", watch)
-    pump = cp.Pump(cp.Source.usb(str(fake_dev.dev / "video0")))
-    pump._worker._device_id = C920_ID
+def test_a_replug_cuts_the_reconnect_backoff_short(fake_dev: Rig) -> None:
+    """While the decode thread waits out a backoff, the camera's return ends the wait early."""
+    source = cp.Source.usb(str(fake_dev.dev / "video0"))
+    tracker = UsbTracker()
+    tracker.remember(source)
     (fake_dev.dev / "video0").unlink()
     (fake_dev.by_id / C920_ID).unlink()
+    worker = _worker(source, tracker)
+
+    def replug() -> None:
+        time.sleep(0.4)
+        fake_dev.add("video4", "logitech_c920")
+        fake_dev.link(C920_ID, "video4")
+
+    plug = threading.Thread(target=replug)
     started = time.monotonic()
-    waiting = asyncio.create_task(pump._backoff(20))
-    await asyncio.sleep(0.3)
-    assert not waiting.done()
-    fake_dev.add("video4", "logitech_c920")
-    fake_dev.link(C920_ID, "video4")
-    await asyncio.wait_for(waiting, 5)
-    assert time.monotonic() - started < 5
+    plug.start()
+    assert worker.wait(20) is True
+    plug.join()
+    assert 0.3 < time.monotonic() - started < 3
 
 
-async def test_without_a_known_camera_the_backoff_is_a_plain_wait(fake_dev: Rig) -> None:
+def test_without_a_known_camera_the_backoff_is_a_plain_wait(fake_dev: Rig) -> None:
     """A USB pump that never opened its camera just waits its delay."""
-    pump = cp.Pump(cp.Source.usb(str(fake_dev.dev / "video0")))
+    worker = _worker(cp.Source.usb(str(fake_dev.dev / "video0")), UsbTracker())
     started = time.monotonic()
-    await pump._backoff(0.2)
+    assert worker.wait(0.2) is True
     assert 0.15 < time.monotonic() - started < 1
+
+
+def test_a_stop_ends_a_backoff_at_once(fake_dev: Rig) -> None:
+    """stop() during a backoff wakes the decode thread's wait, which says False."""
+    worker = _worker(cp.Source.usb(str(fake_dev.dev / "video0")), UsbTracker())
+    threading.Timer(0.1, worker.stop).start()
+    started = time.monotonic()
+    assert worker.wait(20) is False
+    assert time.monotonic() - started < 1
