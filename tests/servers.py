@@ -1263,6 +1263,11 @@ def encode_ts(
     return bytes(out_bytes)
 
 
+@functools.lru_cache(maxsize=4)
+def _encode_ts_cached(segments: tuple[tuple[int, int, int], ...], fps: int, gop: int) -> bytes:
+    return encode_ts(segments, fps=fps, gop=gop)  # the broken kinds share one clip
+
+
 def make_ts(
     path: Path,
     segments: Iterable[tuple[int, int, int]] = ((320, 240, 100),),
@@ -1311,6 +1316,36 @@ def _timestamp_bytes(prefix: int, value: int) -> bytes:
 Edit = Callable[[int, int, int], "tuple[int, int] | None"]
 
 
+def _video_pes_headers(view: memoryview) -> Iterable[tuple[memoryview, int, int]]:
+    """(TS packet, offset of its PES header, PTS_DTS_flags) for each video PES start."""
+    for off in range(0, len(view) - 187, 188):
+        p = view[off : off + 188]
+        if p[0] != 0x47 or not p[1] & 0x40:  # not a packet that starts a PES
+            continue
+        afc = (p[3] >> 4) & 3
+        if not afc & 1:  # no payload
+            continue
+        pl = 4 + (1 + p[4] if afc & 2 else 0)
+        if pl + 19 > 188 or bytes(p[pl : pl + 3]) != b"\0\0\1" or not 0xE0 <= p[pl + 3] <= 0xEF:
+            continue
+        yield p, pl, p[pl + 7] >> 6
+
+
+def read_ts_timestamps(data: bytes) -> list[tuple[int | None, int | None]]:
+    """The raw (33-bit, 90 kHz) PTS and DTS of each video PES, as written in the bytes.
+
+    None where the PES has no such field; dts is None when the PES has only a PTS.
+    """
+    found: list[tuple[int | None, int | None]] = []
+    with memoryview(data) as view:
+        for p, pl, flags in _video_pes_headers(view):
+            pts = _read_timestamp(p[pl + 9 : pl + 14]) if flags & 2 else None
+            dts = _read_timestamp(p[pl + 14 : pl + 19]) if flags == 3 else None
+            found.append((pts, dts))
+            p.release()
+    return found
+
+
 def edit_ts_timestamps(data: bytes, edit: Edit) -> bytes:
     """Rewrite the PTS/DTS of each video PES in an MPEG-TS byte string.
 
@@ -1322,35 +1357,24 @@ def edit_ts_timestamps(data: bytes, edit: Edit) -> bytes:
     payload, not the size.
     """
     out = bytearray(data)
-    view = memoryview(out)
     index = 0
-    for off in range(0, len(out) - 187, 188):
-        p = view[off : off + 188]
-        if p[0] != 0x47 or not p[1] & 0x40:  # not a packet that starts a PES
-            continue
-        afc = (p[3] >> 4) & 3
-        if not afc & 1:  # no payload
-            continue
-        pl = 4 + (1 + p[4] if afc & 2 else 0)
-        if pl + 19 > 188 or bytes(p[pl : pl + 3]) != b"\0\0\1" or not 0xE0 <= p[pl + 3] <= 0xEF:
-            continue
-        flags = p[pl + 7] >> 6
-        if not flags & 2:
-            continue
-        pts = _read_timestamp(p[pl + 9 : pl + 14])
-        dts = _read_timestamp(p[pl + 14 : pl + 19]) if flags == 3 else pts
-        new = edit(index, pts, dts)
-        index += 1
-        size = 10 if flags == 3 else 5
-        if new is None:
-            p[pl + 7] &= 0x3F
-            p[pl + 9 : pl + 9 + size] = b"\xff" * size
-        elif flags == 3:
-            p[pl + 9 : pl + 14] = _timestamp_bytes(3, new[0])
-            p[pl + 14 : pl + 19] = _timestamp_bytes(1, new[1])
-        else:
-            p[pl + 9 : pl + 14] = _timestamp_bytes(2, new[0])
-    view.release()
+    with memoryview(out) as view:
+        for p, pl, flags in _video_pes_headers(view):
+            if flags & 2:
+                pts = _read_timestamp(p[pl + 9 : pl + 14])
+                dts = _read_timestamp(p[pl + 14 : pl + 19]) if flags == 3 else pts
+                new = edit(index, pts, dts)
+                index += 1
+                size = 10 if flags == 3 else 5
+                if new is None:
+                    p[pl + 7] &= 0x3F
+                    p[pl + 9 : pl + 9 + size] = b"\xff" * size
+                elif flags == 3:
+                    p[pl + 9 : pl + 14] = _timestamp_bytes(3, new[0])
+                    p[pl + 14 : pl + 19] = _timestamp_bytes(1, new[1])
+                else:
+                    p[pl + 9 : pl + 14] = _timestamp_bytes(2, new[0])
+            p.release()
     return bytes(out)
 
 
@@ -1396,6 +1420,6 @@ def make_broken_ts(
     edits = _broken_edits(fps, frames)
     if kind not in edits:
         raise ValueError(f"kind must be one of {', '.join(BROKEN_KINDS)}, not {kind!r}")
-    data = encode_ts([(width, height, frames)], fps=fps, gop=fps)
+    data = _encode_ts_cached(((width, height, frames),), fps, fps)
     path.write_bytes(edit_ts_timestamps(data, edits[kind]))
     return path
