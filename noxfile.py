@@ -11,20 +11,35 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-# The RTSP test server is GStreamer's gst-rtsp-server, run by the system python3.
+# The RTSP test server is GStreamer's gst-rtsp-server, run by the system python3
+# (plugins-bad: x265enc and voaacenc for /h265 and /h264-aac). The other test
+# servers (tests/servers.py) are FFmpeg 5.1 and nginx with its RTMP module.
+# On Debian 12, with the GStreamer packages already there, `apt-get install
+# ffmpeg nginx libnginx-mod-rtmp` took about 9 s (plus 1 s of apt-get update).
 SYSTEM_PACKAGES = [
     "gir1.2-gst-rtsp-server-1.0",
     "python3-gi",
     "gstreamer1.0-plugins-base",
     "gstreamer1.0-plugins-good",
     "gstreamer1.0-plugins-ugly",
+    "gstreamer1.0-plugins-bad",
+    "ffmpeg",
+    "nginx",
+    "libnginx-mod-rtmp",
 ]
+GST_ELEMENTS = [
+    "x264enc", "jpegenc", "x265enc", "voaacenc", "alawenc", "rtph265pay", "rtpmp4gpay",
+    "rtppcmapay", "audiotestsrc", "videoscale",
+]  # fmt: skip
 GST_PROBE = (
     "import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
     "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-    "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('jpegenc')"
+    f"missing = [e for e in {GST_ELEMENTS!r} if not Gst.ElementFactory.find(e)]; "
+    "assert not missing, missing"
 )
 SYSTEM_PYTHON = "/usr/bin/python3"
+NGINX_RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"  # from libnginx-mod-rtmp
+FFMPEG_ENCODERS = ("libx264", "aac", "mjpeg")
 
 
 def _gst_ready() -> bool:
@@ -34,28 +49,50 @@ def _gst_ready() -> bool:
     return probe.returncode == 0
 
 
+def _servers_missing() -> list[str]:
+    """What the FFmpeg/nginx test servers lack (empty when they are ready)."""
+    missing = [tool for tool in ("ffmpeg", "nginx", "setpriv") if shutil.which(tool) is None]
+    if not os.path.exists(NGINX_RTMP_MODULE):
+        missing.append(NGINX_RTMP_MODULE)
+    if shutil.which("ffmpeg") is not None:
+        encoders = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
+        ).stdout
+        missing += [f"ffmpeg encoder {e}" for e in FFMPEG_ENCODERS if f" {e} " not in encoders]
+    return missing
+
+
+def _ready() -> bool:
+    return _gst_ready() and not _servers_missing()
+
+
 def _ensure_rtsp_server(session: nox.Session) -> None:
-    """Install the RTSP test server's Debian packages when we can; fail clearly when we can't."""
-    if _gst_ready():
+    """Install the test servers' Debian packages when we can; fail clearly when we can't."""
+    if _ready():
         return
     can_install = (
         shutil.which("apt-get") is not None and hasattr(os, "geteuid") and os.geteuid() == 0
     )
     if can_install:
-        session.log("installing the RTSP test server: " + " ".join(SYSTEM_PACKAGES))
+        session.log("installing the test servers: " + " ".join(SYSTEM_PACKAGES))
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         session.run("apt-get", "update", "-qq", external=True, env=env)
         session.run("apt-get", "install", "-y", "-qq", *SYSTEM_PACKAGES, external=True, env=env)
     if not _gst_ready():
         session.error(
-            "the RTSP tests need GStreamer's RTSP server for the system python3: "
+            "the RTSP tests need GStreamer's RTSP server for the system python3 "
+            f"(elements: {', '.join(GST_ELEMENTS)}): apt-get install {' '.join(SYSTEM_PACKAGES)}"
+        )
+    if missing := _servers_missing():
+        session.error(
+            f"the server tests (tests/servers.py) need {', '.join(missing)}: "
             f"apt-get install {' '.join(SYSTEM_PACKAGES)}"
         )
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite, the real RTSP server included."""
+    """Run the test suite, the real RTSP, FFmpeg and nginx-rtmp servers included."""
     _ensure_rtsp_server(session)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)

@@ -16,6 +16,9 @@ import pytest
 
 from netfaults import RtspServer
 
+# The third-party servers' fixtures (tests/servers.py): FFmpeg, nginx-rtmp, HLS, MPEG-TS.
+pytest_plugins = ["conftest_servers"]
+
 # Short GOPs keep the time to first frame (the keyframe wait) small in tests.
 TEST_GOP = 10
 

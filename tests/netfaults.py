@@ -57,7 +57,12 @@ class RtspServer:
     """``tests/rtsp_server.py`` as a child process on 127.0.0.1:``port``.
 
     Mount points: ``/h264``, ``/mjpeg`` (anonymous) and ``/secure`` (basic auth
-    with ``user``/``password``).
+    with ``user``/``password``); ``/h264-aac`` and ``/h264-alaw`` (an audio
+    track first in the SDP, then H.264), ``/h265``, ``/digest`` (Digest auth,
+    same credentials) and ``/resize`` (H.264 whose size flips between
+    width x height and half of it every ``resize_every`` s), all anonymous
+    unless said otherwise. ``udp_only``: every mount refuses RTP over the
+    RTSP TCP connection (PyAV's ``rtsp_transport=tcp`` fails with errno 93).
     """
 
     def __init__(
@@ -70,10 +75,13 @@ class RtspServer:
         gop: int = 30,
         user: str = "alice",
         password: str = "secret",
+        udp_only: bool = False,
+        resize_every: float = 1.0,
     ) -> None:
         self.port = port if port is not None else free_port()
         self.width, self.height, self.fps, self.gop = width, height, fps, gop
         self.user, self.password = user, password
+        self.udp_only, self.resize_every = udp_only, resize_every
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -154,10 +162,13 @@ class RtspServer:
             "gop": self.gop,
             "user": self.user,
             "password": self.password,
+            "resize-every": self.resize_every,
         }
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT)]
         for name, value in options.items():
             cmd += [f"--{name}", str(value)]
+        if self.udp_only:
+            cmd.append("--udp-only")
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
         )
@@ -262,6 +273,10 @@ class TcpProxy(_ListenerThread):
     stops reading and writing in both directions without closing anything:
     unread data waits in the kernel buffers, so the client's reads stall.
     ``drop()`` closes the current connections (the listener stays).
+    ``connections`` counts the client connections accepted so far (one per
+    TCP connect, even if the target then refuses); ``active`` is the number
+    of client connections open now. A test can prove "one open = one
+    connection" with them.
     """
 
     _CHUNK = 65536
@@ -275,6 +290,7 @@ class TcpProxy(_ListenerThread):
         self._peer: dict[socket.socket, socket.socket] = {}
         self._outbox: dict[socket.socket, bytearray] = {}  # bytes waiting to be sent to the key
         self._eof: set[socket.socket] = set()  # sockets that sent EOF
+        self._clients: set[socket.socket] = set()  # the client side of each open pair
 
     def freeze(self) -> None:
         self._frozen.set()
@@ -285,6 +301,11 @@ class TcpProxy(_ListenerThread):
     @property
     def frozen(self) -> bool:
         return self._frozen.is_set()
+
+    @property
+    def active(self) -> int:
+        """Client connections open now (accepted, forwarded, not yet closed)."""
+        return len(self._clients)
 
     def drop(self) -> None:
         """Close every current connection (both sides); keep accepting new ones."""
@@ -323,6 +344,7 @@ class TcpProxy(_ListenerThread):
             a.setblocking(False)
             self._peer[a] = b
             self._outbox[a] = bytearray()
+        self._clients.add(client)
 
     def _update_interest(self, sel: selectors.BaseSelector) -> None:
         """(Un)register each socket for what it can do now; nothing while frozen."""
@@ -375,6 +397,7 @@ class TcpProxy(_ListenerThread):
             del self._peer[x]
             del self._outbox[x]
             self._eof.discard(x)
+            self._clients.discard(x)
             with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(x)
             x.close()
