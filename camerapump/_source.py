@@ -16,6 +16,7 @@ from typing import Literal
 
 from ._config import is_positive_number
 from ._redact import redact_url, secrets_of
+from ._urls import check_source_text, check_url, with_credentials
 
 __all__ = [
     "KIND_TRAITS",
@@ -155,12 +156,13 @@ class Source:
         elif not isinstance(self.target, str) or not self.target:
             raise ValueError(f"a {self.kind} source needs a non-empty string")
         if self.kind in ("rtsp", "stream"):
-            schemes = RTSP_SCHEMES if self.kind == "rtsp" else STREAM_SCHEMES
-            if _scheme(str(self.target)) not in schemes:
-                raise ValueError(
-                    f"a {self.kind} URL starts with one of {', '.join(schemes)}:// "
-                    f"(got {redact_url(str(self.target))!r})"
-                )
+            # No control characters or spaces (a CR/LF would end FFmpeg's request
+            # line), a sane length, and a scheme of this kind.
+            checked = check_url(
+                self.target, RTSP_SCHEMES if self.kind == "rtsp" else STREAM_SCHEMES
+            )
+            if checked != self.target:
+                raise ValueError("a URL must not start or end with white space")
         if self.kind == "test" and self.target not in TEST_PATTERNS:
             raise ValueError(
                 f"unknown test pattern {self.target!r}; choose one of {', '.join(TEST_PATTERNS)}"
@@ -180,16 +182,37 @@ class Source:
         return cls("usb", device, backend=backend or default_usb_backend())
 
     @classmethod
-    def rtsp(cls, url: str, *, transport: Transport = "auto", open_timeout: float = 10.0) -> Source:
-        """An RTSP stream (``rtsp://`` or ``rtsps://``); credentials may be in the URL.
+    def rtsp(
+        cls,
+        url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        transport: Transport = "auto",
+        open_timeout: float = 10.0,
+    ) -> Source:
+        """An RTSP stream (``rtsp://`` or ``rtsps://``).
 
         Args:
-            url: ``rtsp://user:password@host:554/path``.
+            url: ``rtsp://host:554/path``; credentials may be in it
+                (``rtsp://user:password@host/path``), or given apart.
+            username: The user name, kept out of the URL you write (and so out
+                of ``ps``, shell history and config files that show URLs).
+            password: The password; percent-encoded into the URL FFmpeg gets,
+                whatever characters it holds.  Redacted everywhere.
             transport: ``"auto"`` (the default: interleaved TCP, which works
                 through NAT and firewalls, and UDP when the server offers no
                 TCP), ``"tcp"`` or ``"udp"``.
             open_timeout: Seconds the open may take (connect, handshake, first keyframe).
+
+        Raises:
+            TypeError: ``url`` is not a string.
+            ValueError: A bad URL (control characters, spaces, another scheme),
+                or credentials given twice (in the URL and apart).
         """
+        url = check_url(url, RTSP_SCHEMES)
+        if username is not None or password is not None:
+            url = with_credentials(url, username, password)
         return cls("rtsp", url, transport=transport, open_timeout=open_timeout)
 
     @classmethod
@@ -197,6 +220,8 @@ class Source:
         cls,
         url: str,
         *,
+        username: str | None = None,
+        password: str | None = None,
         open_timeout: float = 10.0,
         options: dict[str, str] | None = None,
     ) -> Source:
@@ -208,11 +233,21 @@ class Source:
         Args:
             url: ``http://cam/video.mjpg``, ``https://host/live.m3u8``,
                 ``rtmp://host/live/key``, ``srt://host:9000``, ``udp://@:5000``, ...
+            username: A user name for HTTP authentication, kept out of the URL.
+            password: Its password (percent-encoded into the URL FFmpeg gets).
             open_timeout: Seconds the open may take.
             options: Extra FFmpeg open options; they win over camerapump's own.
+
+        Raises:
+            TypeError: ``url`` is not a string.
+            ValueError: A bad URL, an unsupported scheme (the message names the
+                supported ones), or credentials given twice.
         """
+        url = check_url(url, (*RTSP_SCHEMES, *STREAM_SCHEMES))
         if _scheme(url) in RTSP_SCHEMES:
-            return cls.rtsp(url, open_timeout=open_timeout)
+            return cls.rtsp(url, username=username, password=password, open_timeout=open_timeout)
+        if username is not None or password is not None:
+            url = with_credentials(url, username, password)
         pairs = tuple(sorted((options or {}).items()))
         return cls("stream", url, open_timeout=open_timeout, options=pairs)
 
@@ -251,12 +286,11 @@ class Source:
         label that camerapump prints parses back to its source.
 
         Raises:
-            ValueError: Empty text, an unsupported URL scheme, or text that
-                names none of these.
+            TypeError: ``text`` is not a string.
+            ValueError: Empty, overlong or control-character text, an
+                unsupported URL scheme, or text that names none of these.
         """
-        text = text.strip()
-        if not text:
-            raise ValueError("a source must not be empty: try 'test:', '0', '/dev/video0' or a URL")
+        text = check_source_text(text)  # before anything looks at the file system
         lowered = text.lower()
         if lowered == "test" or lowered.startswith("test:"):
             return cls.test(text.partition(":")[2] or "testsrc2")

@@ -40,6 +40,7 @@ from av.packet import Packet
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from . import _logfilter
 from ._backend import check_fps, guard, negotiate, open_input, translate, upright_size
 from ._config import ReconnectPolicy, StreamConfig, StreamFormat
 from ._convert import Converter
@@ -206,6 +207,7 @@ class Worker:
         #: Conversions made (one per frame and distinct output).
         self.frames_converted = 0
         self._recent: deque[float] = deque(maxlen=1024)  # decode times, for the measured rate
+        self._log_token: _logfilter.Token | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"camerapump-decode-{next(_thread_ids)}", daemon=True
         )
@@ -229,7 +231,14 @@ class Worker:
         return float(sum(1 for t in recent if now - t <= 1.0))
 
     def start(self) -> None:
-        """Start the thread: it opens the first session at once."""
+        """Start the thread: it opens the first session at once.
+
+        While the thread lives, the source's secrets are masked in FFmpeg's own
+        log records (PyAV's ``libav`` loggers quote RTSP requests, with their
+        ``Authorization`` headers, at debug level).
+        """
+        secrets = self.source.secrets
+        self._log_token = _logfilter.register(secrets) if secrets else None
         self._thread.start()
 
     def stop(self) -> None:
@@ -405,6 +414,8 @@ class Worker:
             for tap in self._taps:
                 self._call_tap(tap, "_tap_close")
             self._taps.clear()
+            if self._log_token is not None:
+                _logfilter.unregister(self._log_token)  # nothing of FFmpeg's runs here any more
             self._sink.exited()
 
     def _close(self, container: InputContainer) -> None:
