@@ -200,6 +200,7 @@ class Worker:
         self._prelude: list[tuple[Packet[VideoStream], list[VideoFrame]]] = []
         self._sequence = 0
         self._damaged = False  # a decode error or lost data since the last keyframe
+        self._clock_offset: float | None = None  # monotonic minus stream clock, this session
         #: ``time.monotonic()`` of the last decoded frame.
         self.last_frame_at = 0.0
         #: Frames that failed to decode and were skipped (corrupt or lost packets).
@@ -515,6 +516,7 @@ class Worker:
         paced = not live and source.realtime
         demand = self.demand
         demand.new_session()
+        self._clock_offset = None
         self._damaged = False
         anchor: tuple[float, float] | None = None  # (monotonic, pts) that pacing counts from
         pts_offset = 0.0  # a looping file's frames keep counting up
@@ -681,7 +683,15 @@ class Worker:
         self._recent.append(now)
         sequence = self._sequence
         self._sequence += 1
-        clock = now if pts is None else pts
+        # The rate limits run on the stream's clock, moved into the monotonic
+        # domain at the session's first timestamp, so a frame without one (the
+        # first of an RTSP session often has none) falls in with its arrival.
+        if pts is None:
+            clock = now
+        else:
+            if self._clock_offset is None:
+                self._clock_offset = now - pts
+            clock = pts + self._clock_offset
         if self._depth is not None:
             self._deliver_processed(vframe, _Meta(pts, key, sequence, now), clock)
             return

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
+import anyio
 import av
 import numpy as np
 import pluggy
@@ -74,12 +75,28 @@ def own_rtsp_server() -> Iterator[RtspServer]:
         yield server
 
 
+async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (a state the test must reach); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s: {condition}")
+        await anyio.sleep(0.005)
+
+
 def _pump_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("camerapump-")]
 
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses an RTSP server fixture carries the ``rtsp`` marker (no drift)."""
+    for item in items:
+        if {"rtsp_server", "own_rtsp_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.rtsp)
 
 
 @pytest.fixture(autouse=True)
@@ -168,4 +185,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
-__all__ = ["TEST_GOP", "_open_fds", "_pump_threads", "make_video"]
+__all__ = ["TEST_GOP", "_open_fds", "_pump_threads", "eventually", "make_video"]

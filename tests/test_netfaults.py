@@ -19,6 +19,8 @@ from netfaults import (
     free_port,
 )
 
+pytestmark = pytest.mark.rtsp
+
 WIDTH, HEIGHT = 320, 240  # not the defaults, so the size options are exercised
 
 

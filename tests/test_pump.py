@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import camerapump as cp
-from conftest import _open_fds, _pump_threads, make_video
+from conftest import _open_fds, _pump_threads, eventually, make_video
+from netfaults import SilentResponder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -122,7 +123,6 @@ async def test_pause_stops_delivery_and_resume_restarts_it() -> None:
         await anext(it)
         pump.set_active(False)
         assert pump.active is False
-        await asyncio.sleep(0.05)
         delivered = pump.statistics().frames_delivered
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(anext(it), 0.3)
@@ -212,7 +212,7 @@ async def test_iteration_ends_when_the_pump_is_closed() -> None:
             return len([f async for f in pump])
 
         task = asyncio.create_task(consume())
-        await asyncio.sleep(0.1)
+        await eventually(lambda: pump._consumer.waiters)  # the consumer waits for a frame
         await pump.aclose()
         assert await asyncio.wait_for(task, 1) <= 1  # at most the frame from before the pause
     assert await pump.capture_frame() is None
@@ -256,13 +256,15 @@ async def test_consumer_that_raises_or_is_cancelled_leaves_nothing(video_file: P
             async for _ in pump:
                 raise ZeroDivisionError
 
+    streaming = asyncio.Event()
+
     async def consume() -> None:
         async with cp.open_pump(cp.Source.file(video_file, loop=True)) as pump:
             async for _ in pump:
-                pass
+                streaming.set()
 
     task = asyncio.create_task(consume())
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(streaming.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -350,12 +352,15 @@ async def test_pump_repr_is_informative() -> None:
 
 
 async def test_cancelled_open_leaves_nothing() -> None:
-    """Cancelling a caller during the first open still closes the pump."""
-    task = asyncio.create_task(cp.open_pump(cp.Source.test(), SMALL).__aenter__())
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.sleep(0.1)
+    """Cancelling a caller while the first open is in progress still closes the pump."""
+    with SilentResponder() as silent:  # accepts, never answers: the open takes its timeout
+        source = cp.Source.rtsp(f"rtsp://127.0.0.1:{silent.port}/x", open_timeout=1.0)
+        task = asyncio.create_task(cp.open_pump(source).__aenter__())
+        await eventually(_pump_threads)  # the decode thread is inside av.open now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await eventually(lambda: not _pump_threads(), timeout=3.0)  # open timeout, then it ends
 
 
 async def test_subscriptions_fan_out_every_frame_to_every_subscriber() -> None:

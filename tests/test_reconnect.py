@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import camerapump as cp
-from conftest import _pump_threads
+from conftest import _pump_threads, eventually
 from netfaults import RtspServer, SilentResponder, TcpProxy, free_port
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(90)]
@@ -246,3 +246,43 @@ async def test_usb_sources_are_retried_under_the_policy_too(tmp_path: Path) -> N
     reasons = [e.reason for e in events if isinstance(e, cp.Reconnecting)]
     assert reasons == ["open_failed:DeviceNotFound"] * 3
     assert events[-1] == cp.GaveUp("max_attempts_reached:open_failed:DeviceNotFound")
+
+
+async def test_a_paused_capture_with_a_timeout_waits_out_an_outage(
+    own_rtsp_server: RtspServer,
+) -> None:
+    """A snapshot service: paused, server down; capture_frame(timeout=T) returns once it is back."""
+    async with cp.open_pump(cp.Source.rtsp(own_rtsp_server.url()), policy=FAST) as pump:
+        await anext(aiter(pump))
+        pump.set_active(False)
+        own_rtsp_server.kill()
+        await wait_for_event(pump, cp.Reconnecting, 10)
+        assert await pump.capture_frame() is None  # no timeout: nothing to wait for
+        capture = asyncio.create_task(pump.capture_frame(timeout=20))
+        await asyncio.sleep(1.0)  # an outage of a second more, with the capture waiting
+        assert not capture.done()
+        restarted = time.monotonic()
+        own_rtsp_server.restart()
+        frame = await asyncio.wait_for(capture, 20)
+        assert frame is not None and frame.captured_at > restarted
+        assert not pump.active
+
+
+async def test_a_paused_recording_carries_on_across_an_outage(
+    own_rtsp_server: RtspServer, tmp_path: Path
+) -> None:
+    """Recording a paused pump through a server restart: a second file, outages == 1."""
+    async with cp.open_pump(cp.Source.rtsp(own_rtsp_server.url()), policy=FAST) as pump:
+        pump.set_active(False)
+        async with pump.record(tmp_path / "rec.mkv") as recorder:
+            await eventually(lambda: recorder.footage_seconds >= 1.0)
+            own_rtsp_server.kill()
+            await wait_for_event(pump, cp.Reconnecting, 10)
+            own_rtsp_server.restart()
+            await wait_for_event(pump, cp.Connected, 15)
+            await eventually(lambda: len(recorder.files) == 1 and recorder.packets_written > 0)
+            before = recorder.footage_seconds
+            await eventually(lambda: recorder.footage_seconds >= before + 1.0, timeout=10)
+    assert len(recorder.files) == 2
+    assert recorder.outages == 1
+    assert 2.0 <= recorder.footage_seconds <= 10.0

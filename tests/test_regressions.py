@@ -14,10 +14,10 @@ import pytest
 
 import camerapump as cp
 from camerapump import _worker
-from conftest import _pump_threads, make_video
+from conftest import _pump_threads, eventually, make_video
 from netfaults import RtspServer, TcpProxy
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(60)]
 
 SMALL = cp.StreamConfig(320, 240, 30)
 
@@ -34,7 +34,7 @@ async def test_a_cancelled_aclose_still_closes_everything_and_ends_consumers(
         proxy.freeze()  # the decode thread now sits in a read for up to half a second
         await asyncio.sleep(0.2)
         closer = asyncio.create_task(pump.aclose())
-        await asyncio.sleep(0.05)
+        await eventually(lambda: pump._closing)  # the closer is inside aclose()
         closer.cancel()
         with pytest.raises(asyncio.CancelledError):
             await closer
@@ -133,10 +133,9 @@ async def test_two_tasks_on_one_subscription_both_end_when_it_closes() -> None:
     """Every task waiting on a subscription is woken by close()."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
         pump.set_active(False)
-        await asyncio.sleep(0.2)  # frames in flight have arrived
         sub = pump.subscribe()
         waiting = [asyncio.create_task(anext(aiter(sub), None)) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        await eventually(lambda: len(sub._consumer.waiters) == 2)  # both tasks wait
         sub.close()
         assert await asyncio.wait_for(asyncio.gather(*waiting), 1) == [None, None]
 

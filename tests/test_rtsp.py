@@ -230,3 +230,40 @@ async def test_a_slow_stream_is_read_without_spurious_reconnects() -> None:
     assert [f.sequence for f in frames] == list(
         range(frames[0].sequence, frames[0].sequence + len(frames))
     )
+
+
+async def test_rtsp_frames_shaped_for_a_detector(rtsp_server: RtspServer) -> None:
+    """640x480@30 RTSP -> Output(320, 320, contain, max_fps=5): 320x320 letterboxed, ~5 fps."""
+    output = cp.Output(320, 320, fit="contain", max_fps=5, pixel_format="rgb24")
+    async with cp.open_pump(cp.Source.rtsp(rtsp_server.url()), output=output) as pump:
+        frames = []
+        async for frame in pump:
+            frames.append(frame)
+            if len(frames) == 11:
+                break
+        stats = pump.statistics()
+    assert {f.data.shape for f in frames} == {(320, 320, 3)}
+    assert frames[0].geometry.offset_y == 40  # 4:3 into a square: bars of 40 rows
+    timed = [f.pts for f in frames if f.pts is not None]  # an RTSP session's first may lack one
+    gaps = [b - a for a, b in zip(timed, timed[1:], strict=False)]
+    assert min(gaps) >= 0.2 - 1e-3, gaps
+    span = frames[-1].captured_at - frames[0].captured_at
+    assert 1.7 <= span <= 2.8, span  # ten intervals of about 0.2 s
+    assert stats.frames_converted == stats.frames_delivered == 11
+    assert stats.frames_decoded > 50
+
+
+async def test_rtsp_keyframes_only_skips_decoding_the_rest(rtsp_server: RtspServer) -> None:
+    """keyframes_only on a GOP-10 RTSP stream: only keyframes, and few pictures decoded."""
+    output = cp.Output(keyframes_only=True)
+    async with cp.open_pump(cp.Source.rtsp(rtsp_server.url()), output=output) as pump:
+        frames = []
+        async for frame in pump:
+            frames.append(frame)
+            if len(frames) == 6:
+                break
+        decoded = pump.statistics().frames_decoded
+    assert all(f.keyframe for f in frames)
+    gaps = [b.sequence - a.sequence for a, b in zip(frames, frames[1:], strict=False)]
+    assert all(g >= 1 for g in gaps)
+    assert decoded <= len(frames) + 12  # the decoder skipped the non-keyframes
