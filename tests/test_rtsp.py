@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -245,7 +246,7 @@ async def test_rtsp_frames_shaped_for_a_detector(rtsp_server: RtspServer) -> Non
     assert {f.data.shape for f in frames} == {(320, 320, 3)}
     assert frames[0].geometry.offset_y == 40  # 4:3 into a square: bars of 40 rows
     timed = [f.pts for f in frames if f.pts is not None]  # an RTSP session's first may lack one
-    gaps = [b - a for a, b in zip(timed, timed[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(timed)]
     assert min(gaps) >= 0.2 - 1e-3, gaps
     span = frames[-1].captured_at - frames[0].captured_at
     assert 1.7 <= span <= 2.8, span  # ten intervals of about 0.2 s
@@ -264,6 +265,6 @@ async def test_rtsp_keyframes_only_skips_decoding_the_rest(rtsp_server: RtspServ
                 break
         decoded = pump.statistics().frames_decoded
     assert all(f.keyframe for f in frames)
-    gaps = [b.sequence - a.sequence for a, b in zip(frames, frames[1:], strict=False)]
+    gaps = [b.sequence - a.sequence for a, b in itertools.pairwise(frames)]
     assert all(g >= 1 for g in gaps)
     assert decoded <= len(frames) + 12  # the decoder skipped the non-keyframes
