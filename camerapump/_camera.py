@@ -119,6 +119,9 @@ class _ThreadSink:
                 return
             self.cond.notify_all()
 
+    def alive(self) -> bool:
+        return True  # the owner's thread closes the camera; there is no loop to lose
+
     def exited(self) -> None:
         with self.cond:
             self.done = True

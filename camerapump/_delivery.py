@@ -390,6 +390,9 @@ class Mailbox:
     def exited(self) -> None:
         self._post(self._target.on_exited)
 
+    def alive(self) -> bool:
+        return self._handle.post(_nothing)
+
     def frame(self, pick: Pick, frame: Frame) -> None:
         with self._lock:
             if len(self._frames) >= _MAILBOX_LIMIT:
@@ -411,6 +414,10 @@ class Mailbox:
             self._scheduled = False
         for pick, frame in frames:
             self._target.on_frame(pick, frame)
+
+
+def _nothing() -> None:
+    """Posted now and then: the post failing is how the thread learns the loop is gone."""
 
 
 class MailboxTarget(Protocol):

@@ -67,6 +67,10 @@ _MAX_HICCUPS = 20
 _MAX_GOP_PACKETS = 600
 # How often a backoff looks whether an unplugged USB camera is back.
 _REPLUG_POLL = 0.25
+# How often the thread asks whether its event loop still runs.  A pump whose
+# consumers want nothing posts nothing, so without asking it would decode on
+# after a program ended its event loop without closing the pump.
+_HEARTBEAT = 1.0
 
 
 class _EndOfPackets:
@@ -118,6 +122,9 @@ class Sink(Protocol):
     def format_changed(self, fmt: StreamFormat) -> None: ...
     def frame(self, pick: Pick, frame: Frame) -> None: ...
     def exited(self) -> None: ...
+    def alive(self) -> bool:
+        """Whether anyone still listens (False once the event loop's run is over)."""
+        ...
 
 
 class PacketTap(Protocol):
@@ -209,6 +216,7 @@ class Worker:
         self.frames_converted = 0
         self._recent: deque[float] = deque(maxlen=1024)  # decode times, for the measured rate
         self._log_token: _logfilter.Token | None = None
+        self._next_heartbeat = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"camerapump-decode-{next(_thread_ids)}", daemon=True
         )
@@ -286,8 +294,18 @@ class Worker:
     # -- supervise() drives these, on the decode thread -----------------------------------
 
     def stopping(self) -> bool:
-        """True once :meth:`stop` was called."""
+        """True once :meth:`stop` was called (or nobody listens any more)."""
+        self._heartbeat()
         return self._stop
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + _HEARTBEAT
+        if not self._sink.alive():
+            logger.debug("%s: the event loop is gone; stopping", self.source.label)
+            self.stop()
 
     def open(self) -> StreamFormat | CameraError:
         """Open a session: negotiate (USB), open, read up to the first picture, check the format.
@@ -388,8 +406,9 @@ class Worker:
                 if remaining <= 0:
                     return True
                 if not self._tap_changes:
-                    self._cond.wait(min(remaining, _REPLUG_POLL) if absent else remaining)
+                    self._cond.wait(min(remaining, _REPLUG_POLL if absent else _HEARTBEAT))
             self._apply_tap_changes()
+            self._heartbeat()
             if absent and device is not None and device.present():
                 logger.info("%s: the camera is back", self.source.label)
                 return not self._stop
@@ -509,6 +528,7 @@ class Worker:
                 and not self.demand.captures_pending()
             ):
                 self._cond.wait(0.5)
+                self._heartbeat()  # the condition's lock is re-entrant: stop() may take it
 
     def _read(self, container: InputContainer, stream: VideoStream, stall: float) -> SessionEnd:
         source, cc = self.source, stream.codec_context
@@ -715,7 +735,7 @@ class Worker:
             if self._produced - self._consumed < self._depth:
                 break
             self._space.wait(0.05)
-            if self._stop:
+            if self.stopping():
                 self._waiting_for_space = False
                 return
             for pick in self.demand.pick(keyframe=meta.key, clock=clock, eager=False):

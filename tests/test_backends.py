@@ -9,6 +9,7 @@ of their own below.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -347,3 +348,30 @@ async def test_asyncio_taskgroup_sibling_failure_during_aclose(anyio_backend: st
             tg.create_task(fail())
     assert pump.state == "closed"
     assert await no_pump_threads_within(1.0)
+
+
+# -- a run that ends without aclose(): the decode thread hears that nobody listens -------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_run_that_ends_without_aclose_stops_the_thread(backend: str) -> None:
+    """The loop ends with the pump open: the thread stops by itself, nothing crashes the run.
+
+    Under trio a callback raising into a finished run would be a TrioInternalError;
+    the hand-off treats "Event loop is closed" and RunFinishedError as "nobody listens".
+    """
+    kept: list[cp.Pump] = []
+
+    async def main() -> None:
+        pump = await cp.open_pump(cp.Source.test(), SMALL)
+        await anext(aiter(pump))
+        kept.append(pump)  # never closed
+
+    anyio.run(main, backend=backend)
+    deadline = time.monotonic() + 3
+    while _pump_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _pump_threads(), "the decode thread outlived its event loop"
+    kept.clear()
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        gc.collect()

@@ -97,6 +97,9 @@ class _NoSink:
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
 
+    def alive(self) -> bool:
+        return True
+
 
 def _worker(source: cp.Source, tracker: UsbTracker) -> _worker_module.Worker:
     return _worker_module.Worker(source, cp.StreamConfig(), _NoSink(), Demand(), device=tracker)
