@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
+import anyio
+import anyio.to_thread
+
 from ._config import is_positive_number
 from ._devices import DeviceInfo, _list_devices, _System
+from ._handoff import current_backend
 
 __all__ = [
     "DeviceAdded",
@@ -169,7 +173,7 @@ class DeviceWatcher:
         self._use_inotify = use_inotify
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake: anyio.Event | None = None
         self._queue: deque[DeviceEvent] = deque()
         self._known: dict[str, DeviceInfo] = {}
         self._started = False
@@ -206,7 +210,7 @@ class DeviceWatcher:
                 # aclose() from another task may have run during either await.
                 if self._is_closed():
                     break
-                devices = list(await asyncio.to_thread(self._enumerator))
+                devices = list(await anyio.to_thread.run_sync(self._enumerator))
                 if not self._is_closed():
                     self._diff(devices)
         except BaseException:
@@ -246,10 +250,12 @@ class DeviceWatcher:
 
     async def _start(self) -> None:
         self._started = True
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._wake = anyio.Event()
         self._method = "poll"
-        if self._use_inotify and sys.platform.startswith("linux"):
+        # The inotify fd is read by asyncio's add_reader; under trio the watcher polls.
+        if current_backend() == "asyncio":
+            self._loop = asyncio.get_running_loop()
+        if self._loop is not None and self._use_inotify and sys.platform.startswith("linux"):
             try:
                 # Watch first, list second: a camera that arrives in between is not missed.
                 fd = _inotify_open(self._dev_dir)
@@ -263,7 +269,7 @@ class DeviceWatcher:
                 self._method = "inotify"
         # The worker thread gets the enumerator only, never self: a thread that
         # outlives the call must not hold the watcher (its __del__ would run there).
-        devices = list(await asyncio.to_thread(self._enumerator))
+        devices = list(await anyio.to_thread.run_sync(self._enumerator))
         self._known = {d.path: d for d in devices}
         if self._include_present:
             self._queue.extend(DeviceAdded(d) for d in devices)
@@ -273,10 +279,9 @@ class DeviceWatcher:
         if self._method == "inotify":
             await self._wake.wait()
         else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_interval):
-                    await self._wake.wait()  # set early by aclose()
-        self._wake.clear()
+            with anyio.move_on_after(self._poll_interval):
+                await self._wake.wait()  # set early by aclose()
+        self._wake = anyio.Event()
 
     def _is_closed(self) -> bool:
         return self._closed

@@ -319,3 +319,20 @@ def test_repr_says_state(tmp_path: Path) -> None:
     """The repr names the directory and the state."""
     w = watch_devices(dev_dir=str(tmp_path))
     assert repr(w) == f"<DeviceWatcher {tmp_path} not started devices=0>"
+
+
+@pytest.mark.anyio
+async def test_watch_devices_works_under_trio_and_asyncio(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    """Under either backend a camera that appears is reported (trio polls; asyncio uses inotify)."""
+    import anyio
+
+    async with watch_devices(
+        dev_dir=str(tmp_path), enumerator=files_as_devices(tmp_path), poll_interval=0.05
+    ) as watcher:
+        make_node(tmp_path / "video0", "cam-a")
+        with anyio.fail_after(STEP):
+            event = await anext(aiter(watcher))
+        assert watcher.method == ("inotify" if anyio_backend == "asyncio" else "poll")
+    assert isinstance(event, DeviceAdded) and event.info.id == "cam-a"
