@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``bench``."""
 
 from __future__ import annotations
 
@@ -111,6 +111,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("mypy==2.4.1", "trio>=0.25", "-e", ".")
     session.run("mypy", "--strict", "camerapump")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with mkdocs --strict (any warning fails) into build/site."""
+    session.install("-e", ".[docs]")  # the pinned MkDocs, Material and mkdocstrings
+    # NO_MKDOCS_2_WARNING: Material's end-of-life banner is printed on every build.
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session
