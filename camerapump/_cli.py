@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -39,6 +40,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
 import av
 
@@ -125,7 +127,8 @@ examples:
 --seconds counts footage, not wall time: an outage does not eat into it.  When
 the stream is lost, recording carries on in a new file once it is back (the
 files are listed on stdout at the end).  Packets are remuxed, not re-encoded;
-a raw source (the test pattern) is encoded with H.264.
+a raw source (the test pattern) is encoded with H.264.  A file or test pattern
+is recorded at its own pace (a 5 s file takes 5 s).
 """
 
 PROBE_EXAMPLES = """\
@@ -545,6 +548,29 @@ _REFINED = (
 )
 
 
+def _unknown_host(source: Source) -> bool:
+    """True when the host of a stream URL does not resolve.
+
+    FFmpeg reports a failed lookup as a bare EIO, like any broken read, so
+    the name is looked up again here, once, after the failure.
+    """
+    if not source.traits.network:
+        return False
+    try:
+        host = urlsplit(source.label).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def describe(error: CameraError, source: Source | None) -> str:
     """One line for ``error``: what went wrong, then where (``connection refused: rtsp://…``).
 
@@ -574,6 +600,9 @@ def describe(error: CameraError, source: Source | None) -> str:
             if any(needle in detail for needle in needles):
                 what = words
                 break
+        else:
+            if source is not None and _unknown_host(source):
+                what = "unknown host name"
     elif isinstance(error, StreamTimeout) and source is not None and "open" in text:
         what = f"no answer within the open timeout ({source.open_timeout:g} s)"
     elif isinstance(error, PermissionDenied) and source is not None:
