@@ -1177,6 +1177,17 @@ COMMANDS: list[Command] = [
 ]
 
 
+def _said_by_the_cli(record: logging.LogRecord) -> bool:
+    """Leave out the library's warnings that the CLI gives in its own words.
+
+    The recorder warns of each outage and of a failed file, and the pump of a
+    thread left in a blocking open at close; the CLI says the first two itself
+    (once, with the footage so far, or as the error line) and exits past the
+    third.  ``--debug`` shows them all.
+    """
+    return not (record.name == "camerapump" and record.module in ("_record", "_pump"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
     parser = build_parser()
@@ -1185,6 +1196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(name)s: %(levelname)s: %(message)s",
     )
+    if not args.debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_said_by_the_cli)
     run = {command.name: command.run for command in COMMANDS}[args.command]
     try:
         return run(args)

@@ -650,6 +650,7 @@ def test_record_seconds_counts_footage_across_an_outage(
     assert 5.5 <= sum(duration(Path(f)) for f in files) <= 6.5
     assert any("stream lost (end_of_stream) after" in line for line in err)
     assert any("back; recording continues in a new file" in line for line in err)
+    assert not [line for line in err if "WARNING" in line]  # said once, in the CLI's words
 
 
 @pytest.mark.rtsp
@@ -671,6 +672,9 @@ def test_record_that_gives_up_lists_its_files_and_exits_1(
     recorded = next(r for r in records if r["event"] == "recorded")
     assert recorded["files"] == [str(out)]
     assert 0.8 < duration(out) < 2.5
+    delays = [r["delay"] for r in records if r["event"] == "reconnecting"]
+    assert len(delays) == 2
+    assert delays[0] <= 0.25  # --backoff 0.2, with up to 20 % jitter
     assert records[-1]["event"] == "error"
     assert records[-1]["gave_up"].startswith("max_attempts_reached:")
     assert any(line.startswith("camerapump: gave up after 2 reconnect attempts: ") for line in err)
