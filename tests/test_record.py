@@ -1,9 +1,8 @@
-"""Recording: remuxed packets from the pump, playable files, segments, reconnects, the CLI."""
+"""Recording: remuxed packets from the pump, playable files, segments, reconnects."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -163,64 +162,6 @@ def test_a_killed_process_leaves_every_finished_segment_playable(
     # The last file was being written when the process died; all before it are whole.
     assert len(files) >= 3
     assert all(playable[:-1]), list(zip(files, playable, strict=True))
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "camerapump", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-@pytest.mark.parametrize("ending", [".png", ".jpg"])
-def test_cli_snapshot_writes_a_decodable_image_of_the_stream_size(
-    rtsp_server: RtspServer, tmp_path: Path, ending: str
-) -> None:
-    """`snapshot SOURCE -o out.png|jpg` writes an image of the stream's size."""
-    out = tmp_path / f"shot{ending}"
-    result = run_cli("snapshot", rtsp_server.url(), "-o", str(out))
-    assert result.returncode == 0, result.stderr
-    with av.open(str(out)) as container:
-        frame = next(container.decode(video=0))
-    assert (frame.width, frame.height) == (640, 480)
-
-
-def test_cli_snapshot_count_and_interval(tmp_path: Path) -> None:
-    """--count 3 writes three numbered images."""
-    result = run_cli(
-        "snapshot", "test:", "-o", str(tmp_path / "s.png"), "--count", "3", "--interval", "0.1"
-    )
-    assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s-0001.png", "s-0002.png", "s-0003.png"]
-
-
-def test_cli_record_writes_a_playable_file_of_the_right_length(
-    rtsp_server: RtspServer, tmp_path: Path
-) -> None:
-    """`record SOURCE -o out.mp4 --seconds 3`: a playable H.264 file of about 3 s."""
-    out = tmp_path / "rec.mp4"
-    result = run_cli("record", rtsp_server.url(), "-o", str(out), "--seconds", "3")
-    assert result.returncode == 0, result.stderr
-    codec, _, duration, first_key = probe(out)
-    assert codec == "h264"
-    assert first_key
-    assert 2.0 <= duration <= 4.0
-    # Same codec and bitrate family as the source: remuxed, not re-encoded.
-    with av.open(str(out)) as container:
-        bitrate = container.bit_rate
-    assert bitrate and 100_000 < bitrate < 20_000_000
-
-
-def test_cli_probe_json(video_file: Path) -> None:
-    """`probe FILE --json` prints the stream's format."""
-    result = run_cli("probe", str(video_file), "--json")
-    assert result.returncode == 0, result.stderr
-
-    info = json.loads(result.stdout)
-    assert (info["width"], info["height"], info["fps"], info["codec"]) == (320, 240, 30.0, "h264")
 
 
 @pytest.mark.rtsp
