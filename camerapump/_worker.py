@@ -517,8 +517,13 @@ class Worker:
                 return  # end of stream
             raise error
 
-    def _idle(self) -> None:
-        """A paused file or pattern waits here until someone wants its frames again."""
+    def _idle(self) -> bool:
+        """A paused file or pattern waits here until someone wants its frames again.
+
+        Returns:
+            Whether it waited (the stream's clock then starts again).
+        """
+        waited = False
         with self._cond:
             while (
                 not self._active
@@ -527,8 +532,10 @@ class Worker:
                 and not self._tap_changes
                 and not self.demand.captures_pending()
             ):
+                waited = True
                 self._cond.wait(0.5)
                 self._heartbeat()  # the condition's lock is re-entrant: stop() may take it
+        return waited
 
     def _read(self, container: InputContainer, stream: VideoStream, stall: float) -> SessionEnd:
         source, cc = self.source, stream.codec_context
@@ -549,9 +556,11 @@ class Worker:
         prelude = self._prelude
         packets = self._session_packets or self._packets(container, stream)
         while True:
-            if not live and not self._active:
-                self._idle()
-                anchor = None  # paused: the clock starts again on resume
+            if not live and not self._active and self._idle():
+                # It stood still: the clock starts again on resume.  (A paused file
+                # that is recorded or captured from does not stand still, and stays
+                # paced like a camera.)
+                anchor = None
             if self._tap_changes:
                 self._apply_tap_changes()
             if self.stopping():
