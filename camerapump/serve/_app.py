@@ -37,7 +37,7 @@ from .._image import JpegEncoder
 from .._output import Output
 from .._pump import Pump
 from ._auth import TokenGate, check_token
-from ._hub import JPEG_QUALITY, CameraState, Feed, Hub, Jpeg, TooManySizes
+from ._hub import BOUNDARY, JPEG_QUALITY, CameraState, Feed, Hub, Jpeg, TooManySizes
 from ._page import CSP, PAGE
 
 __all__ = ["MAX_WIDTH", "MIN_WIDTH", "SNAPSHOT_TIMEOUT", "app"]
@@ -50,7 +50,6 @@ SNAPSHOT_TIMEOUT = 5.0
 #: How often event streams look for new status events, and send statistics.
 _POLL = 0.2
 _STATISTICS_EVERY = 1.0
-_BOUNDARY = "camerapump"
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
@@ -309,29 +308,20 @@ class _Views:
             return _error(503, str(exc))
         return _LiveStream(
             self._mjpeg_parts(feed),
-            f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+            f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             {"X-Accel-Buffering": "no"},  # a proxy in front must not hold parts back
         )
 
     async def _mjpeg_parts(self, feed: Feed) -> AsyncGenerator[bytes, None]:
-        # Each part ends with the next boundary: a browser shows a part when it
-        # sees the boundary after it, so a picture appears when it arrives, not
-        # one frame later.
         try:
-            yield f"--{_BOUNDARY}\r\n".encode()
+            yield f"--{BOUNDARY}\r\n".encode()
             seen = 0
             while True:
                 jpeg = await feed.next(seen)
                 if jpeg is None:
                     return
                 seen = jpeg.number
-                head = (
-                    "Content-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(jpeg.data)}\r\n"
-                    f"X-Captured-At: {_number_header(jpeg.captured_at)}\r\n"
-                    f"X-Frame-Sequence: {jpeg.sequence}\r\n\r\n"
-                )
-                yield b"".join((head.encode(), jpeg.data, f"\r\n--{_BOUNDARY}\r\n".encode()))
+                yield jpeg.part  # the same bytes for every viewer: built once
         finally:
             self.hub.leave(feed)
 

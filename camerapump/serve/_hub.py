@@ -33,7 +33,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -47,6 +47,7 @@ from .._redact import redact_text
 from .._status import Connected, PumpStatus
 
 __all__ = [
+    "BOUNDARY",
     "ENCODE_THREADS",
     "JPEG_QUALITY",
     "MAX_FEEDS",
@@ -56,6 +57,7 @@ __all__ = [
     "Jpeg",
     "Pumps",
     "TooManySizes",
+    "mjpeg_part",
 ]
 
 logger = logging.getLogger("camerapump.serve")
@@ -98,6 +100,7 @@ class Jpeg:
         captured_at: The frame's ``time.monotonic()`` at decode.
         width: Picture width.
         height: Picture height.
+        part: The picture as one part of the MJPEG stream, built once for every viewer.
     """
 
     data: bytes
@@ -106,6 +109,26 @@ class Jpeg:
     captured_at: float
     width: int
     height: int
+    part: bytes = field(default=b"", repr=False)
+
+
+#: The boundary between the parts of an MJPEG stream.
+BOUNDARY = "camerapump"
+
+
+def mjpeg_part(data: bytes, captured_at: float, sequence: int) -> bytes:
+    """One part of the MJPEG stream: its headers, the JPEG, and the boundary after it.
+
+    A browser shows a part when it sees the boundary after it: sent with the
+    picture, the picture shows when it arrives, not one frame later.
+    """
+    head = (
+        "Content-Type: image/jpeg\r\n"
+        f"Content-Length: {len(data)}\r\n"
+        f"X-Captured-At: {captured_at:.6f}\r\n"
+        f"X-Frame-Sequence: {sequence}\r\n\r\n"
+    )
+    return b"".join((head.encode(), data, f"\r\n--{BOUNDARY}\r\n".encode()))
 
 
 class Feed:
@@ -192,8 +215,9 @@ class Feed:
 
     def _publish(self, frame: Frame, data: bytes) -> None:
         number = 1 if self.latest is None else self.latest.number + 1
+        part = mjpeg_part(data, frame.captured_at, frame.sequence)
         self.latest = Jpeg(
-            data, number, frame.sequence, frame.captured_at, frame.width, frame.height
+            data, number, frame.sequence, frame.captured_at, frame.width, frame.height, part
         )
         self.camera.jpegs_encoded += 1
 
