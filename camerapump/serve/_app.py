@@ -289,7 +289,9 @@ class _Views:
         if frame is None:
             return None
         encoder = JpegEncoder(JPEG_QUALITY)
-        data = await anyio.to_thread.run_sync(encoder.encode, frame)
+        data = await anyio.to_thread.run_sync(
+            encoder.encode, frame, limiter=self.hub.encode_limiter()
+        )
         camera.jpegs_encoded += 1
         return Jpeg(data, 1, frame.sequence, frame.captured_at, frame.width, frame.height)
 

@@ -362,7 +362,7 @@ class Hub:
                 self._close_feed(feed)
             if len(camera.feeds) >= MAX_FEEDS:
                 raise TooManySizes(f"a camera serves at most {MAX_FEEDS} sizes at once")
-            feed = camera.feeds[width] = Feed(camera, width, self.fps, self._encode_limiter())
+            feed = camera.feeds[width] = Feed(camera, width, self.fps, self.encode_limiter())
         feed.viewers += 1
         return feed
 
@@ -381,7 +381,8 @@ class Hub:
         """Every open feed (for figures and tests)."""
         return [feed for state in self._states.values() for feed in state.feeds.values()]
 
-    def _encode_limiter(self) -> anyio.CapacityLimiter:
+    def encode_limiter(self) -> anyio.CapacityLimiter:
+        """The threads this app encodes on (made on first use, on the event loop)."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(ENCODE_THREADS)
         return self._limiter
