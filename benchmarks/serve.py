@@ -28,6 +28,8 @@ is shared and noisy; read the "machine" column before believing one.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +46,12 @@ for folder in (ROOT, Path(__file__).resolve().parent):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+import anyio  # noqa: E402
+import uvicorn  # noqa: E402
 from _common import CpuMeter, machine_info, percentile, summary  # noqa: E402
 
+import camerapump as cp  # noqa: E402
+import camerapump.serve  # noqa: E402
 from netfaults import RtspServer  # noqa: E402
 
 CASES = (0, 1, 10)
@@ -217,13 +224,75 @@ def measure(served: Served, viewers: int, settle: float, window: float) -> dict[
     }
 
 
+def watch_only(port: int, viewers: int, seconds: float) -> int:
+    """The viewers of the loop-lag phase, in a process of their own (``--viewers-for``)."""
+    clients = [Viewer(port) for _ in range(viewers)]
+    for client in clients:
+        client.start()
+    time.sleep(seconds)
+    for client in clients:
+        client.halt.set()
+    return 0
+
+
+async def loop_lag(url: str, viewers: int, seconds: float) -> dict[str, float]:
+    """The app in this process (uvicorn on a pre-bound socket), ``viewers`` in a child
+    process: how late a 5 ms sleep on the event loop wakes up, while they watch."""
+
+    class Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    async with cp.open_pump(cp.Source.rtsp(url)) as pump:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        port = sock.getsockname()[1]
+        server = Quiet(
+            uvicorn.Config(
+                camerapump.serve.app([pump], fps=FPS, width=WIDTH),
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+            )
+        )
+        lags: list[float] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            while not server.started:  # noqa: ASYNC110 - uvicorn has a flag, not an event
+                await anyio.sleep(0.01)
+            command = [sys.executable, __file__, "--viewers-for", str(port), str(viewers)]
+            async with await anyio.open_process(
+                [*command, str(seconds + 3)], cwd=ROOT, stdout=None, stderr=None
+            ) as child:
+                await anyio.sleep(2.0)
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    asked = time.monotonic()
+                    await anyio.sleep(0.005)
+                    lags.append(time.monotonic() - asked - 0.005)
+                await child.wait()
+            server.should_exit = True
+        sock.close()
+    return {
+        "lag_p50_ms": percentile(lags, 50) * 1000,
+        "lag_p99_ms": percentile(lags, 99) * 1000,
+        "lag_max_ms": max(lags) * 1000,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs (default 3)")
     parser.add_argument("--window", type=float, default=8.0, help="seconds measured per case")
     parser.add_argument("--quick", action="store_true", help="1 run of 4 s windows")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--viewers-for", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.viewers_for:
+        port, viewers, seconds = args.viewers_for
+        return watch_only(int(port), int(viewers), float(seconds))
     repeat, window = (1, 4.0) if args.quick else (args.repeat, args.window)
 
     runs: list[dict[int, dict[str, float]]] = []
@@ -240,11 +309,14 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(results)
             finally:
                 served.stop()
+            lag = asyncio.run(loop_lag(camera.url(), 10, window))
+            results[-1] = lag
             one = results[1]["server_cpu_pct"]
             print(
                 f"run {run + 1}/{repeat}: server CPU "
                 + ", ".join(f"{v} viewers {results[v]['server_cpu_pct']:.1f} %" for v in CASES)
-                + f"; 10/1 = {results[10]['server_cpu_pct'] / one:.2f}",
+                + f"; 10/1 = {results[10]['server_cpu_pct'] / one:.2f}"
+                + f"; loop lag p99 {lag['lag_p99_ms']:.1f} ms",
                 file=sys.stderr,
             )
 
@@ -278,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
                 text += f" ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
             cells.append(text)
         print(f"| {label} | " + " | ".join(cells) + " |")
+    for key, label in (("lag_p50_ms", "p50"), ("lag_p99_ms", "p99"), ("lag_max_ms", "max")):
+        s = summary([r[-1][key] for r in runs])
+        extra = f" ({s['min']:.1f}-{s['max']:.1f})" if len(runs) > 1 else ""
+        print(
+            f"event-loop lag with 10 viewers (app in-process), {label}: {s['median']:.1f} ms{extra}"
+        )
     spread = f" ({ratio['min']:.2f}-{ratio['max']:.2f})" if len(runs) > 1 else ""
     met = "met" if ratio["median"] <= 1.2 else "NOT met"
     print(
