@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -24,10 +25,11 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import av
@@ -39,13 +41,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 import camerapump as cp
-import camerapump.serve
-from camerapump.serve._app import MAX_WIDTH
-from camerapump.serve._auth import LoopbackHostsOnly
-from camerapump.serve._cli import add_arguments, run
-from camerapump.serve._hub import MAX_FEEDS, Hub, TooManySizes
-from camerapump.serve._page import CSP, DEAD_COLOUR, STALE_COLOUR
 from netfaults import RtspServer
+
+if TYPE_CHECKING:
+    from camerapump.serve._hub import Hub
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -54,6 +53,36 @@ SMALL = cp.StreamConfig(320, 240, 30)
 FAST = cp.ReconnectPolicy(initial_backoff=0.2, max_backoff=1.0, jitter=0.0, stall_timeout=2.0)
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "s3cret-t0ken"
+
+
+@functools.cache
+def sv() -> Any:
+    """camerapump.serve and the parts of it the tests use, imported on first use.
+
+    Not at collection: importing a subpackage makes it an attribute of
+    ``camerapump``, and tests/test_api.py (collected, and run, before this
+    module) checks that the package's public names are exactly its __all__.
+    """
+    import camerapump.serve
+    from camerapump.serve._app import MAX_WIDTH
+    from camerapump.serve._auth import LoopbackHostsOnly
+    from camerapump.serve._cli import add_arguments, run
+    from camerapump.serve._hub import MAX_FEEDS, Hub, TooManySizes
+    from camerapump.serve._page import CSP, DEAD_COLOUR, STALE_COLOUR
+
+    return types.SimpleNamespace(
+        app=camerapump.serve.app,
+        MAX_WIDTH=MAX_WIDTH,
+        LoopbackHostsOnly=LoopbackHostsOnly,
+        add_arguments=add_arguments,
+        run=run,
+        MAX_FEEDS=MAX_FEEDS,
+        Hub=Hub,
+        TooManySizes=TooManySizes,
+        CSP=CSP,
+        DEAD_COLOUR=DEAD_COLOUR,
+        STALE_COLOUR=STALE_COLOUR,
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -195,7 +224,7 @@ def subscriptions(pump: cp.Pump) -> int:
 
 def hub_of(application: Starlette) -> Hub:
     hub = application.state.camerapump
-    assert isinstance(hub, Hub)
+    assert isinstance(hub, sv().Hub)
     return hub
 
 
@@ -229,15 +258,15 @@ def test_the_serve_package_says_what_is_missing_without_its_extra() -> None:
 async def test_page_and_api_describe_the_test_source() -> None:
     """/ is the page (its script allowed by its CSP); /api/cameras lists label, format, figures."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        async with asgi_client(camerapump.serve.app([pump])) as client:
+        async with asgi_client(sv().app([pump])) as client:
             page = await client.get("/")
             assert page.status_code == 200
             assert page.headers["content-type"].startswith("text/html")
-            assert page.headers["content-security-policy"] == CSP
+            assert page.headers["content-security-policy"] == sv().CSP
             script = re.search(r"<script>(.*)</script>", page.text, re.S)
             assert script is not None and "EventSource" in script.group(1)
             digest = base64.b64encode(hashlib.sha256(script.group(1).encode()).digest()).decode()
-            assert f"'sha256-{digest}'" in CSP  # else the browser would not run it
+            assert f"'sha256-{digest}'" in sv().CSP  # else the browser would not run it
             await until(lambda: pump.statistics().frames_decoded > 0, 5, "no frame decoded")
             listing = await client.get("/api/cameras")
     assert listing.status_code == 200
@@ -257,7 +286,7 @@ async def test_snapshot_is_a_fresh_jpeg_of_the_asked_width(
 ) -> None:
     """snapshot.jpg decodes (PyAV) at the app's width or ?width=, from a frame decoded after."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        async with asgi_client(camerapump.serve.app([pump])) as client:
+        async with asgi_client(sv().app([pump])) as client:
             asked = time.monotonic()
             response = await client.get(f"/cameras/0/snapshot.jpg{query}")
     assert response.status_code == 200
@@ -273,11 +302,11 @@ async def test_snapshot_of_a_paused_pump_and_bad_requests() -> None:
     """A paused pump still gives a snapshot; a bad width is 400, an unknown camera 404."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
         pump.set_active(False)
-        async with asgi_client(camerapump.serve.app({"door": pump})) as client:
+        async with asgi_client(sv().app({"door": pump})) as client:
             shot = await client.get("/cameras/door/snapshot.jpg?width=100")
             assert shot.status_code == 200
             assert decode_jpeg(shot.content).shape == (75, 100, 3)
-            for query in ("?width=0", "?width=abc", f"?width={MAX_WIDTH + 1}"):
+            for query in ("?width=0", "?width=abc", f"?width={sv().MAX_WIDTH + 1}"):
                 assert (await client.get(f"/cameras/0/snapshot.jpg{query}")).status_code == 400
             for path in ("/cameras/1/snapshot.jpg", "/cameras/kitchen/mjpeg", "/cameras/x/events"):
                 response = await client.get(path)
@@ -288,15 +317,15 @@ async def test_snapshot_of_a_paused_pump_and_bad_requests() -> None:
 def test_app_refuses_bad_arguments() -> None:
     """app() checks its arguments when it is made."""
     with pytest.raises(TypeError):
-        camerapump.serve.app("rtsp://camera")  # type: ignore[arg-type]
+        sv().app("rtsp://camera")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        camerapump.serve.app([object()])  # type: ignore[list-item]
+        sv().app([object()])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="fps"):
-        camerapump.serve.app([], fps=0)
+        sv().app([], fps=0)
     with pytest.raises(ValueError, match="width"):
-        camerapump.serve.app([], width=8)
+        sv().app([], width=8)
     with pytest.raises(ValueError, match="token"):
-        camerapump.serve.app([], token="two words")
+        sv().app([], token="two words")
 
 
 # -- tokens and hosts ------------------------------------------------------------------
@@ -305,7 +334,7 @@ def test_app_refuses_bad_arguments() -> None:
 async def test_a_token_is_needed_on_every_request_when_one_is_set() -> None:
     """Without the token or with a wrong one: 401; as Bearer, X-Camerapump-Token or ?token=: 200."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        async with asgi_client(camerapump.serve.app([pump], token=TOKEN)) as client:
+        async with asgi_client(sv().app([pump], token=TOKEN)) as client:
             refused = [
                 await client.get("/api/cameras"),
                 await client.get("/"),
@@ -331,14 +360,14 @@ async def test_a_token_is_needed_on_every_request_when_one_is_set() -> None:
             ]
             assert [r.status_code for r in allowed] == [200] * 5
             assert TOKEN not in allowed[3].text  # the page takes it from its URL, not its body
-        async with asgi_client(camerapump.serve.app([pump])) as client:
+        async with asgi_client(sv().app([pump])) as client:
             assert (await client.get("/api/cameras")).status_code == 200  # no token set: open
 
 
 async def test_without_a_token_the_cli_answers_loopback_names_only() -> None:
     """The CLI's gate (no token): Host 127.0.0.1/localhost/[::1] pass; another name gets 403."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        gate = LoopbackHostsOnly(camerapump.serve.app([pump]))
+        gate = sv().LoopbackHostsOnly(sv().app([pump]))
         async with asgi_client(gate) as client:
             for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "127.0.0.2"):
                 response = await client.get("/api/cameras", headers={"Host": host})
@@ -352,7 +381,7 @@ def _serve_args(*argv: str) -> Any:
     import argparse
 
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    sv().add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -362,11 +391,11 @@ def test_cli_needs_a_token_for_any_address_but_loopback(
     """--host 0.0.0.0 (or ::, or a LAN address) without --token: usage error 2, nothing served."""
     monkeypatch.delenv("CAMERAPUMP_TOKEN", raising=False)
     for host in ("0.0.0.0", "::", "192.0.2.7"):
-        assert run(_serve_args("test:", "--host", host)) == 2
+        assert sv().run(_serve_args("test:", "--host", host)) == 2
         assert "--token" in capsys.readouterr().err
-    assert run(_serve_args("test:", "--token", "has space")) == 2
+    assert sv().run(_serve_args("test:", "--token", "has space")) == 2
     assert "token" in capsys.readouterr().err
-    assert run(_serve_args("nonsense-source-name")) == 2
+    assert sv().run(_serve_args("nonsense-source-name")) == 2
     assert "not a source" in capsys.readouterr().err
 
 
@@ -378,7 +407,7 @@ async def test_nothing_is_converted_without_viewers_and_viewers_share_each_encod
     encode per frame, the same JPEG bytes for all; after they leave: no feed, no subscription,
     no encoder, no task, and frames_converted flat again."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        application = camerapump.serve.app([pump], fps=10, width=320)
+        application = sv().app([pump], fps=10, width=320)
         hub = hub_of(application)
         async with serving(application) as url:
             tasks_before = len(asyncio.all_tasks())
@@ -449,7 +478,7 @@ async def test_clients_that_hang_up_mid_stream_leave_nothing_behind() -> None:
     """MJPEG and event clients that reset their connection mid-stream: no task, feed,
     subscription or encoder is left; a snapshot cut short leaves nothing either."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        application = camerapump.serve.app([pump], width=160)
+        application = sv().app([pump], width=160)
         hub = hub_of(application)
         async with serving(application) as url:
             port = int(url.rsplit(":", 1)[1])
@@ -483,11 +512,11 @@ async def test_clients_that_hang_up_mid_stream_leave_nothing_behind() -> None:
 async def test_a_camera_serves_a_bounded_number_of_sizes() -> None:
     """The hub opens at most MAX_FEEDS widths per camera at once (each costs an encode a frame)."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        hub = Hub([pump], fps=10, width=320)
+        hub = sv().Hub([pump], fps=10, width=320)
         camera = hub.cameras()[0]
-        feeds = [hub.join(camera, 100 + i) for i in range(MAX_FEEDS)]
+        feeds = [hub.join(camera, 100 + i) for i in range(sv().MAX_FEEDS)]
         assert hub.join(camera, 100) is feeds[0]  # the same size shares its feed
-        with pytest.raises(TooManySizes):
+        with pytest.raises(sv().TooManySizes):
             hub.join(camera, 999)
         for feed in [feeds[0], *feeds]:
             hub.leave(feed)
@@ -500,7 +529,7 @@ async def test_a_camera_serves_a_bounded_number_of_sizes() -> None:
 async def test_mjpeg_stream_yields_distinct_jpegs_at_the_asked_rate_and_width() -> None:
     """/cameras/0/mjpeg?width=200: distinct JPEGs of 200x150, newer frames each, at most ~fps."""
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        async with serving(camerapump.serve.app([pump], fps=10)) as url:
+        async with serving(sv().app([pump], fps=10)) as url:
             async with httpx.AsyncClient(timeout=10) as client:
                 async with client.stream("GET", f"{url}/cameras/0/mjpeg?width=200") as response:
                     assert response.status_code == 200
@@ -529,7 +558,7 @@ async def test_rtsp_camera_with_credentials_every_endpoint_and_no_password_anywh
     url = rtsp_server.url("/secure", auth=True)
     assert rtsp_server.password in url and rtsp_server.user in url
     async with cp.open_pump(cp.Source.rtsp(url)) as pump:
-        application = camerapump.serve.app({url: pump}, width=320)
+        application = sv().app({url: pump}, width=320)
         bodies: list[bytes] = []
         async with serving(application) as base:
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -571,7 +600,7 @@ async def test_events_show_reconnecting_then_connected_across_a_server_restart(
     reason), restarted gives Connected, and the statistics count the reconnect."""
     source = cp.Source.rtsp(own_rtsp_server.url())
     async with cp.open_pump(source, policy=FAST) as pump:
-        async with serving(camerapump.serve.app([pump])) as base:
+        async with serving(sv().app([pump])) as base:
             async with httpx.AsyncClient(timeout=30) as client:
                 async with client.stream("GET", f"{base}/cameras/0/events") as response:
                     messages = sse_messages(response.aiter_bytes())
@@ -603,9 +632,7 @@ async def test_mounted_in_an_app_whose_lifespan_opens_the_pumps() -> None:
                 pumps[name] = await stack.enter_async_context(cp.open_pump(source, SMALL))
             yield
 
-    outer = Starlette(
-        routes=[Mount("/cams", app=camerapump.serve.app(pumps, width=160))], lifespan=lifespan
-    )
+    outer = Starlette(routes=[Mount("/cams", app=sv().app(pumps, width=160))], lifespan=lifespan)
     async with serving(outer, lifespan="on") as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             assert (await client.get("/cams/")).status_code == 200
@@ -633,7 +660,7 @@ async def test_under_trio_with_hypercorn_streams_work_and_hang_ups_leave_nothing
     from hypercorn.trio import serve
 
     async with cp.open_pump(cp.Source.test(), SMALL) as pump:
-        application = camerapump.serve.app([pump], width=160)
+        application = sv().app([pump], width=160)
         hub = hub_of(application)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -892,11 +919,13 @@ def test_a_browser_shows_the_camera_live_then_reconnecting_then_live_again(
             b = tile(browser.screenshot())
             assert changed(a, b) > 100, "the picture is frozen"
             assert a.std() > 10  # a picture, not an empty box
-            assert colour_pixels(b, STALE_COLOUR) == 0 and colour_pixels(b, DEAD_COLOUR) == 0
+            assert (
+                colour_pixels(b, sv().STALE_COLOUR) == 0 and colour_pixels(b, sv().DEAD_COLOUR) == 0
+            )
 
             own_rtsp_server.kill()
             deadline = time.monotonic() + 10
-            while colour_pixels(tile(browser.screenshot()), STALE_COLOUR) < 5000:
+            while colour_pixels(tile(browser.screenshot()), sv().STALE_COLOUR) < 5000:
                 assert time.monotonic() < deadline, "no reconnecting banner"
                 time.sleep(0.25)
             banner = browser.evaluate("document.querySelector('.tile .banner').textContent")
@@ -906,7 +935,7 @@ def test_a_browser_shows_the_camera_live_then_reconnecting_then_live_again(
 
             own_rtsp_server.restart()
             deadline = time.monotonic() + 20
-            while colour_pixels(tile(browser.screenshot()), STALE_COLOUR) > 0:
+            while colour_pixels(tile(browser.screenshot()), sv().STALE_COLOUR) > 0:
                 assert time.monotonic() < deadline, "the banner stayed after the camera came back"
                 time.sleep(0.25)
             time.sleep(0.3)
