@@ -26,6 +26,7 @@ SYSTEM_PACKAGES = [
     "ffmpeg",
     "nginx",
     "libnginx-mod-rtmp",
+    "chromium",  # tests/test_serve.py: a real browser on the live viewer's page
 ]
 GST_ELEMENTS = [
     "x264enc", "jpegenc", "x265enc", "voaacenc", "alawenc", "rtph265pay", "rtpmp4gpay",
@@ -51,7 +52,8 @@ def _gst_ready() -> bool:
 
 def _servers_missing() -> list[str]:
     """What the FFmpeg/nginx test servers lack (empty when they are ready)."""
-    missing = [tool for tool in ("ffmpeg", "nginx", "setpriv") if shutil.which(tool) is None]
+    tools = ("ffmpeg", "nginx", "setpriv", "chromium")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if not os.path.exists(NGINX_RTMP_MODULE):
         missing.append(NGINX_RTMP_MODULE)
     if shutil.which("ffmpeg") is not None:
@@ -109,7 +111,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("mypy==2.4.1", "trio>=0.25", "-e", ".")
+    session.install("mypy==2.4.1", "trio>=0.25", "-e", ".[serve]")  # camerapump.serve's types
     session.run("mypy", "--strict", "camerapump")
 
 
