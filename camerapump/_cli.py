@@ -1167,6 +1167,33 @@ def _runner(body: Callable[[Run], Coroutine[Any, Any, int]]) -> Callable[[argpar
     return run
 
 
+def _add_serve(commands: Any) -> object:
+    """``serve`` comes from camerapump.serve; without the extra, a stub that says so."""
+    try:
+        from .serve import _cli as serve_cli  # noqa: PLC0415 - an optional extra
+    except ImportError as exc:
+        parser = commands.add_parser(
+            "serve",
+            help="serve every SOURCE live in the browser (needs camerapump[serve])",
+            description=str(exc),
+        )
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        parser.set_defaults(serve_missing=str(exc))
+        return parser
+    return serve_cli.add_parser(commands)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    missing = getattr(args, "serve_missing", None)
+    if missing is not None:
+        print(f"camerapump serve: error: {missing}", file=sys.stderr)
+        return EXIT_USAGE
+    from .serve import _cli as serve_cli  # noqa: PLC0415 - an optional extra
+
+    # It runs its own event loop (uvicorn's) and handles Ctrl-C and SIGTERM itself.
+    return serve_cli.run(args)
+
+
 #: The subcommands, in the order ``--help`` lists them.
 COMMANDS: list[Command] = [
     Command("watch", _add_watch, _runner(_watch)),
@@ -1174,6 +1201,7 @@ COMMANDS: list[Command] = [
     Command("record", _add_record, _runner(_record)),
     Command("probe", _add_probe, _runner(_probe)),
     Command("devices", _add_devices, _runner(_devices)),
+    Command("serve", _add_serve, _serve),
 ]
 
 
