@@ -12,7 +12,7 @@ import logging
 
 from ._camera import Camera, StreamEnded, open_camera
 from ._config import PIXEL_FORMATS, ReconnectPolicy, StreamConfig, StreamFormat, backoff_delay
-from ._delivery import ConsumerStatistics
+from ._delivery import ConsumerStatistics, StatusFeed
 from ._devices import (
     CONTROL_NAMES,
     Capabilities,
@@ -86,6 +86,7 @@ __all__ = [
     "Recorder",
     "RecordingFailed",
     "Source",
+    "StatusFeed",
     "StreamConfig",
     "StreamEnded",
     "StreamFormat",

@@ -50,6 +50,7 @@ __all__ = [
     "ConsumerStatistics",
     "Delivery",
     "Mailbox",
+    "StatusFeed",
     "StatusQueue",
     "new_status_queue",
 ]
@@ -484,8 +485,75 @@ class StatusQueue:
                     self._waiters.remove(event)
         return self._items.popleft()
 
+    def _wake_readers(self) -> None:
+        while self._waiters:
+            self._waiters.popleft().set()
+
     def __repr__(self) -> str:
         return f"<StatusQueue size={len(self._items)}>"
+
+
+class StatusFeed(StatusQueue):
+    """A reader's own copy of a pump's status events; made by :meth:`Pump.status_feed`.
+
+    Every event the pump publishes after the feed was made is put here too, so
+    several readers (your code, a web viewer, a monitor) each see every event,
+    where readers of ``pump.status`` share one queue.  ``async for event in
+    feed`` ends once the pump has ended and the events are read; ``close()``
+    (or ``with``) stops the feed.  The newest ``maxsize`` events are kept.
+    """
+
+    def __init__(self, maxsize: int, *, finished: Callable[[], bool]) -> None:
+        super().__init__(maxsize)
+        self._finished = finished
+        self.closed = False
+        #: Events given up because the reader was behind (the oldest go first).
+        self.dropped = 0
+
+    def publish(self, event: PumpStatus) -> None:
+        """Put ``event`` in (the pump does this; never waits)."""
+        if self.closed:
+            return
+        if self.full():
+            self._items.popleft()
+            self.dropped += 1
+        self.put_nowait(event)
+
+    def end(self) -> None:
+        """The pump ended: a waiting ``async for`` takes what is left, then stops."""
+        self._wake_readers()
+
+    def close(self) -> None:
+        """Stop receiving events; a waiting ``async for`` ends."""
+        self.closed = True
+        self._items.clear()
+        self._wake_readers()
+
+    def __aiter__(self) -> StatusFeed:
+        return self
+
+    async def __anext__(self) -> PumpStatus:
+        while not self._items:
+            if self.closed or self._finished():
+                raise StopAsyncIteration
+            event = anyio.Event()
+            self._waiters.append(event)
+            try:
+                await event.wait()
+            finally:
+                if event in self._waiters:
+                    self._waiters.remove(event)
+        return self._items.popleft()
+
+    def __enter__(self) -> StatusFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<StatusFeed {state} size={len(self._items)} dropped={self.dropped}>"
 
 
 def new_status_queue(backend: str) -> asyncio.Queue[PumpStatus] | StatusQueue:

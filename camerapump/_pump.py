@@ -34,6 +34,7 @@ from ._delivery import (
     ConsumerStatistics,
     Delivery,
     Mailbox,
+    StatusFeed,
     StatusQueue,
     new_status_queue,
 )
@@ -191,6 +192,8 @@ class Pump:
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
         self._mailbox: Mailbox | None = None
+        self._feeds: list[StatusFeed] = []
+        self._last_status: PumpStatus | None = None
         self._worker = Worker(source, self._config, _NULL_SINK, self._demand)
         self._delivery = Delivery(
             self._demand,
@@ -359,6 +362,31 @@ class Pump:
         It holds the newest 64 events; the pump never waits for it.
         """
         return self._status
+
+    @property
+    def last_status(self) -> PumpStatus | None:
+        """The newest status event the pump published (whoever read the queue), or ``None``."""
+        return self._last_status
+
+    def status_feed(self, maxsize: int = 64) -> StatusFeed:
+        """A status reader of your own: every event published from now on, for you alone.
+
+        ``pump.status`` is one queue: two readers share its events.  A feed is a
+        copy for one reader (a monitor, a web viewer) beside ``pump.status``.
+
+        Args:
+            maxsize: Events kept while you do not read; the oldest go first.
+
+        Returns:
+            The feed: ``async for event in feed`` (ends when the pump has ended),
+            or ``await feed.get()``; ``feed.close()`` when done.
+        """
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize must be a whole number >= 1, not {maxsize!r}")
+        self._feeds = [f for f in self._feeds if not f.closed]
+        feed = StatusFeed(maxsize, finished=lambda: self._state in _TERMINAL or self._closing)
+        self._feeds.append(feed)
+        return feed
 
     @property
     def active(self) -> bool:
@@ -640,12 +668,18 @@ class Pump:
             return
         logger.debug("%s: %s -> %s", self._source.label, self._state, state)
         self._state = state
+        if state in _TERMINAL:
+            for feed in self._feeds:
+                feed.end()
 
     def _emit(self, event: PumpStatus) -> None:
         logger.debug("%s: %s", self._source.label, event)
+        self._last_status = event
         if self._status.full():
             self._status.get_nowait()  # the oldest goes: the pump never waits for a reader
         self._status.put_nowait(event)
+        for feed in self._feeds:
+            feed.publish(event)
 
     def _nobody_listens(self) -> None:
         # On the decode thread: the event loop is gone (the program is ending

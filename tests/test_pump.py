@@ -404,3 +404,22 @@ async def test_status_queue_keeps_the_newest_events_when_nobody_reads() -> None:
         events = [pump.status.get_nowait() for _ in range(pump.status.qsize())]
     assert len(events) == 64
     assert events[-1] == cp.Reconnecting(199, 0.0, "test")
+
+
+async def test_status_feeds_give_every_reader_every_event() -> None:
+    """Each status feed sees every event published after it was made, beside pump.status.
+
+    A feed gets every event published after it was made, whoever else reads
+    pump.status; its async for ends when the pump has ended.
+    """
+    async with cp.open_pump(cp.Source.test(), SMALL) as pump:
+        a, b = pump.status_feed(), pump.status_feed()
+        assert isinstance(pump.last_status, cp.Connected)
+        while not pump.status.empty():
+            pump.status.get_nowait()  # another reader empties the shared queue
+        pump._emit(cp.Reconnecting(0, 1.0, "end_of_stream"))  # as the supervisor would
+        assert a.get_nowait() == b.get_nowait() == cp.Reconnecting(0, 1.0, "end_of_stream")
+        b.close()
+        pump._emit(cp.GaveUp("x"))
+        assert b.empty()
+    assert [e async for e in a] == [cp.GaveUp("x")]  # then it ends with the pump

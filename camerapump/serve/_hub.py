@@ -253,14 +253,16 @@ class CameraState:
         self.jpegs_encoded = 0
         self.events: deque[tuple[int, PumpStatus]] = deque(maxlen=_HISTORY)
         self.events_seen = 0
-        self.last_event: PumpStatus | None = None
+        # A feed of its own: the application may read pump.status too, and each
+        # reader of that queue would see only some of the events.
+        self.feed = pump.status_feed(_HISTORY)
+        self.last_event: PumpStatus | None = pump.last_status
 
     def drain(self) -> None:
-        """Take what waits in the pump's status queue into the camera's history (never waits)."""
-        queue = self.pump.status
+        """Take the events published since the last look into the camera's history."""
         while True:
             try:
-                event = queue.get_nowait()
+                event = self.feed.get_nowait()
             except asyncio.QueueEmpty:
                 return
             self.events_seen += 1
@@ -281,7 +283,7 @@ class CameraState:
         fmt = self.pump.format
         if state is PumpState.CONNECTED and fmt is not None:
             return Connected(fmt).as_dict()
-        # The events were read elsewhere: say what the state says (no attempt or delay).
+        # No event yet for this state (the pump is closed, say): what the state says.
         return {"event": str(state), "at": round(time.time(), 3)}
 
     def viewers(self) -> dict[str, int]:
@@ -405,3 +407,5 @@ class Hub:
             self._closing.set()
         for feed in self.feeds():
             self._close_feed(feed)
+        for camera in self._states.values():
+            camera.feed.close()
