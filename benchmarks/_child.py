@@ -242,7 +242,7 @@ class Clients:
                         for packet in container.demux(video=0):
                             if self.stop.is_set():
                                 break
-                            if packet.size:
+                            if packet.is_keyframe:  # as many hand-offs as keyframes_only
                                 post((i, time.monotonic()))
                         return
                     for frame in container.decode(video=0):

@@ -41,16 +41,16 @@ SLOW_WORK = 0.1  # seconds a slow consumer spends on each frame
 class Settings:
     """Durations and counts; ``--quick`` shrinks them."""
 
-    file_passes: int = 3
+    file_passes: int = 4
     file_seconds: float = 10.0
     stream_counts: tuple[int, ...] = (1, 4, 8, 16)
     peer_counts: tuple[int, ...] = (1, 4, 16)  # where the plain PyAV and aiortc peers run too
-    streams_seconds: float = 4.0
+    streams_seconds: float = 3.5
     shaped_seconds: float = 6.0
     slow_seconds: float = 8.0
     ttff_samples: int = 3
     reconnect_seconds: float = 11.0
-    handoff_seconds: float = 4.0
+    handoff_seconds: float = 3.0
     stall_timeouts: tuple[float, ...] = (2.0, 5.0)
 
     @classmethod

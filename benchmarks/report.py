@@ -659,7 +659,7 @@ def _bars(
 def _plot_throughput(f: Figures, plt: Any, path: Path) -> bool:
     if f.get("throughput.720p_cp_fps") is None:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     keys = [k for k, _ in FILE_ROWS]
     for ax, size in zip(axes, ("720p", "1080p"), strict=True):
         sts = [f.get(f"throughput.{size}_{k}_fps") for k in keys]
@@ -777,23 +777,23 @@ def _plot_streams(f: Figures, plt: Any, path: Path) -> bool:
                 [(st["median"] - st["min"]) * scale for _, st in pts],
                 [(st["max"] - st["median"]) * scale for _, st in pts],
             ]
-            style = "o" if len(pts) == 1 else "o-"
             ls = "--" if v == "ffmpeg" else "-"
             ax.errorbar(
                 xs,
                 ys,
                 yerr=err,
-                fmt=style,
+                fmt="o",
                 ls=ls if len(pts) > 1 else "none",
                 color=COLORS[v],
                 label=PEER_NAMES[v],
                 capsize=3,
                 ms=4,
             )
+    lag.set_yscale("log")
     lag.axhline(5.0, color="k", ls=":", lw=0.8)
     lag.text(counts[0], 5.2, "target 5 ms", fontsize=8)
     lag.set_title("Event-loop lag p99, 5 ms ticker")
-    lag.set_ylabel("ms")
+    lag.set_ylabel("ms (log scale)")
     cpu.set_title("CPU per stream, every frame decoded (bgr24 but ffmpeg)")
     cpu.set_ylabel("% of one core")
     for ax in (lag, cpu):
