@@ -598,7 +598,7 @@ def tenants_table(result: Result) -> list[str]:
         by.setdefault(entry["scenario"], []).append(entry)
     out = [
         "| scenario | wall s per repeat | this suite, % of the machine | others, % of the machine "
-        "(median, max) | load average (1, 5, 15 min) seen "
+        "(median, max) | 1-minute load average seen "
         "| busiest other processes (% of one core) |",
         "| --- | ---: | ---: | ---: | --- | --- |",
     ]
@@ -606,12 +606,13 @@ def tenants_table(result: Result) -> list[str]:
         walls = [e["wall_s"] for e in entries]
         suite = [e["suite_pct"] for e in entries]
         others = [e["others_pct"] for e in entries]
-        loads = sorted({e["loadavg_start"] for e in entries} | {e["loadavg_end"] for e in entries})
+        loads = [float(e[k].split()[0]) for e in entries for k in ("loadavg_start", "loadavg_end")]
         worst = max(entries, key=lambda e: e["others_pct"])
         top = ", ".join(f"{name} {pct:g}" for name, pct in worst["others_top"][:3]) or "none"
         out.append(
             f"| {scenario} | {_median(walls):.0f} | {_median(suite):.0f} | "
-            f"{_median(others):.0f}, {max(others):.0f} | {loads[0]} to {loads[-1]} | {top} |"
+            f"{_median(others):.0f}, {max(others):.0f} | {min(loads):.2f} to {max(loads):.2f} "
+            f"| {top} |"
         )
     return out
 
@@ -653,7 +654,9 @@ def _bars(
     ax.set_yticks(ys, labels)
     ax.invert_yaxis()
     for y, m, st in zip(ys, meds, sts, strict=True):
-        ax.text(m, y, f" {m:.3g}" if st else " n/a", va="center", fontsize=8)
+        x = st["max"] * scale if st else 0.0  # past the error bar
+        ax.text(x, y, f"  {m:.3g}" if st else " n/a", va="center", fontsize=8)
+    ax.set_xlim(0, max([st["max"] * scale for st in sts if st] or [1.0]) * 1.18)
 
 
 def _plot_throughput(f: Figures, plt: Any, path: Path) -> bool:
@@ -790,6 +793,10 @@ def _plot_streams(f: Figures, plt: Any, path: Path) -> bool:
                 ms=4,
             )
     lag.set_yscale("log")
+    lag.minorticks_off()
+    top = lag.get_ylim()[1]
+    lag.set_yticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if t <= top * 1.5])
+    lag.yaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
     lag.axhline(5.0, color="k", ls=":", lw=0.8)
     lag.text(counts[0], 5.2, "target 5 ms", fontsize=8)
     lag.set_title("Event-loop lag p99, 5 ms ticker")
@@ -852,7 +859,7 @@ def _plot_shaped(f: Figures, plt: Any, path: Path) -> bool:
         100.0,
         [k[2] for k in many_keys],
     )
-    many.set_xlabel("CPU, % of one core (16 streams)")
+    many.set_xlabel("CPU, % of one core")
     many.set_title("16 x 720p30 streams")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -1091,7 +1098,8 @@ def render(result: Result, plots: dict[str, str], plot_dir: str) -> str:
         "## 8. Hand-off latency",
         "",
         "`time.monotonic() - frame.captured_at` when `async for` yields; `captured_at` is taken "
-        "when decoding finished, before the conversion. In this process, 4 s windows.",
+        "when decoding finished, before the conversion. In this process, "
+        f"{_setting(f, 'handoff_seconds', 3.0):g} s windows.",
         "",
         *simple_table(f, "handoff", HANDOFF_ROWS, "{:.2f}"),
         "",
@@ -1106,8 +1114,9 @@ def render(result: Result, plots: dict[str, str], plot_dir: str) -> str:
         "",
         "Per scenario: the CPU this suite used (this process and every process it started: "
         "children, servers, ffmpeg) and what the rest of the machine used meanwhile "
-        "(`/proc/stat` less the suite), both as % of all cores; the load average at the start "
-        "and the end of each scenario.",
+        "(`/proc/stat` less the suite), both as % of all cores; the lowest and highest "
+        "1-minute load average at the start and the end of each scenario (2 cores: 2.0 is a "
+        "full machine).",
         "",
         *tenants_table(result),
         "",
