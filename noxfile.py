@@ -125,7 +125,12 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against raw PyAV (and OpenCV) in the same run; prints a table."""
-    _ensure_rtsp_server(session)
-    session.install("-e", ".[bench]")
+    """Benchmarks against PyAV, OpenCV, aiortc and ffmpeg in one run; writes the report.
+
+    Writes benchmarks/results.json, docs/benchmarks.md and its plots
+    (docs/benchmarks/*.png). ``nox -s bench -- --quick`` for a short run,
+    ``-- --only streams,shaped`` for some scenarios.
+    """
+    _ensure_rtsp_server(session)  # gst-rtsp-server and the ffmpeg CLI (the floor)
+    session.install("-e", ".[bench]")  # OpenCV, aiortc, trio, matplotlib
     session.run("python", "benchmarks/run.py", *session.posargs)

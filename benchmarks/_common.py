@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scenarios: statistics, CPU meters, the test file, imports."""
+"""Helpers shared by the benchmark scenarios: statistics, the test files, the machine, imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,10 @@ TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:
     # tests/netfaults.py (RtspServer, TcpProxy, free_port) has no pytest import.
     sys.path.insert(0, str(TESTS))
+try:  # installed (nox -s bench installs -e .), or else this checkout
+    import camerapump  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
 
@@ -24,7 +27,7 @@ try:  # the `bench` extra; the OpenCV lines are skipped without it
 except ImportError:  # pragma: no cover - depends on the environment
     cv2 = None  # type: ignore[assignment]
 
-__all__ = ["ROOT", "CpuMeter", "cv2", "machine_info", "make_test_file", "percentile", "summary"]
+__all__ = ["ROOT", "cv2", "machine_info", "make_test_file", "percentile", "summary"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -44,72 +47,6 @@ def summary(values: list[float]) -> dict[str, float]:
     if not clean:
         return {"median": float("nan"), "min": float("nan"), "max": float("nan")}
     return {"median": percentile(clean, 50), "min": min(clean), "max": max(clean)}
-
-
-# --------------------------------------------------------------------------- CPU
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), or NaN."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def _machine_busy() -> tuple[float, float, float]:
-    """(busy, steal, total) jiffies of all CPUs from /proc/stat, or NaNs."""
-    try:
-        parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return float("nan"), float("nan")
-    parts += [0] * (8 - len(parts))
-    # user nice system idle iowait irq softirq steal: busy is what ran here; steal
-    # (the hypervisor gave the core to another guest) counts as neither busy nor idle.
-    busy = parts[0] + parts[1] + parts[2] + parts[5] + parts[6]
-    return busy, parts[7], sum(parts[:8])
-
-
-@dataclass
-class CpuMeter:
-    """CPU use over a window: this process, other pids (the RTSP server), the whole machine.
-
-    Percentages are of one core (the machine has ``os.cpu_count()`` of them, so
-    200 % is everything on 2 cores); ``machine_pct`` is of the whole machine.
-    """
-
-    pids: list[int] = field(default_factory=list)
-    _wall: float = 0.0
-    _self: float = 0.0
-    _others: list[float] = field(default_factory=list)
-    _busy: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    def start(self) -> CpuMeter:
-        t = os.times()
-        self._wall = time.monotonic()
-        self._self = t.user + t.system
-        self._others = [_proc_cpu_seconds(p) for p in self.pids]
-        self._busy = _machine_busy()
-        return self
-
-    def stop(self) -> dict[str, float]:
-        nan = float("nan")
-        t = os.times()
-        wall = max(time.monotonic() - self._wall, 1e-9)
-        others = [_proc_cpu_seconds(p) - s for p, s in zip(self.pids, self._others, strict=True)]
-        busy, steal, total = _machine_busy()
-        d_total = total - self._busy[2]
-        return {
-            "wall_s": wall,
-            "process_pct": 100.0 * (t.user + t.system - self._self) / wall,
-            "others_pct": 100.0 * sum(others) / wall if others else 0.0,
-            "machine_pct": 100.0 * (busy - self._busy[0]) / d_total if d_total > 0 else nan,
-            "steal_pct": 100.0 * (steal - self._busy[1]) / d_total if d_total > 0 else nan,
-            "cores": float(os.cpu_count() or 1),
-        }
 
 
 # --------------------------------------------------------------------------- test file
@@ -161,6 +98,29 @@ def _git(*args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def _version(module: str) -> str | None:
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _command(*cmd: str) -> str:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+
+
+_GST_VERSION = (
+    "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst; "
+    "Gst.init(None); print(Gst.version_string())"
+)
+
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on."""
     import numpy as np  # noqa: PLC0415
@@ -168,12 +128,8 @@ def machine_info() -> dict[str, Any]:
     import camerapump  # noqa: PLC0415
 
     ffmpeg = getattr(av, "ffmpeg_version_info", None) or "unknown"
-    try:
-        date = subprocess.run(["date"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        date = time.strftime("%Y-%m-%d %H:%M:%S")
     return {
-        "date": date,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "commit": _git("rev-parse", "--short", "HEAD"),
         "camerapump_dirty": bool(_git("status", "--porcelain", "--", "camerapump")),
         "nproc": os.cpu_count(),
@@ -185,5 +141,25 @@ def machine_info() -> dict[str, Any]:
         "ffmpeg": str(ffmpeg),
         "numpy": np.__version__,
         "opencv": cv2.__version__ if cv2 is not None else None,
+        "aiortc": _version("aiortc"),
+        "anyio": _version("anyio"),
+        "trio": _version("trio"),
+        "matplotlib": _version("matplotlib"),
+        "ffmpeg_cli": _command("ffmpeg", "-hide_banner", "-version"),
+        "gstreamer": _command("/usr/bin/python3", "-c", _GST_VERSION),
+        "os": _os_release(),
+        "loadavg_at_start": Path("/proc/loadavg").read_text().strip()
+        if Path("/proc/loadavg").exists()
+        else "?",
         "camerapump": camerapump.__version__,
     }
+
+
+def _os_release() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "unknown"
