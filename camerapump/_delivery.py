@@ -476,14 +476,18 @@ class StatusQueue:
     async def get(self) -> PumpStatus:
         """Wait for, and return, the oldest event."""
         while not self._items:
-            event = anyio.Event()
-            self._waiters.append(event)
-            try:
-                await event.wait()
-            finally:
-                if event in self._waiters:
-                    self._waiters.remove(event)
+            await self._wait()
         return self._items.popleft()
+
+    async def _wait(self) -> None:
+        """Wait until an event is put in (or the readers are woken for another reason)."""
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        finally:
+            if event in self._waiters:
+                self._waiters.remove(event)
 
     def _wake_readers(self) -> None:
         while self._waiters:
@@ -536,13 +540,7 @@ class StatusFeed(StatusQueue):
         while not self._items:
             if self.closed or self._finished():
                 raise StopAsyncIteration
-            event = anyio.Event()
-            self._waiters.append(event)
-            try:
-                await event.wait()
-            finally:
-                if event in self._waiters:
-                    self._waiters.remove(event)
+            await self._wait()
         return self._items.popleft()
 
     def __enter__(self) -> StatusFeed:
