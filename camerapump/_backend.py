@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_TEST_FPS",
     "DEFAULT_TEST_SIZE",
     "READ_POLL",
+    "STREAM_READ_TIMEOUT",
     "OpenSpec",
     "check_fps",
     "declared_fps",
@@ -52,17 +53,26 @@ __all__ = [
     "negotiate",
     "open_input",
     "open_spec",
+    "resumes_after_timeout",
     "translate",
     "upright_size",
 ]
 
 logger = logging.getLogger("camerapump")
 
-#: PyAV's read timeout on live sources.  It bounds every blocking read (PyAV
-#: raises ExitError after about twice this), so the decode thread notices a
-#: stop or a stall-abort within about half a second; a quiet stream simply
-#: resumes reading on the same container.
+#: PyAV's read timeout on RTSP and capture devices.  It bounds every blocking
+#: read (PyAV raises ExitError after about twice this), so the decode thread
+#: notices a stop or a stall-abort within about half a second; a quiet stream
+#: simply resumes reading on the same container.
 READ_POLL = 0.25
+#: The read timeout of a stream URL (HTTP, RTMP, HLS, UDP, TCP) unless the pump
+#: says otherwise (its stall timeout).  These formats read through FFmpeg's
+#: AVIOContext, which an interrupted read leaves at end-of-file for good
+#: (measured: a TCP MPEG-TS stream quiet for 1.5 s raised ExitError at once on
+#: every read after, 700 000 times in 6 s), so a read timeout there ends the
+#: session; it must outlast the quiet moments of a healthy stream: a 1 fps
+#: camera, the wait for the next HLS segment.
+STREAM_READ_TIMEOUT = 15.0
 DEFAULT_TEST_SIZE = (640, 480)
 DEFAULT_TEST_FPS = 30.0
 # An fps request matches a stream within this relative tolerance (29.97 vs 30);
@@ -73,6 +83,7 @@ _MEASURED_FPS_TOLERANCE = 0.1
 T = TypeVar("T")
 # AVFMT_NOTIMESTAMPS (PyAV's stubs type the flag's value as the flag itself).
 _NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
+_NOFILE = cast(int, av.format.Flags.no_file.value)
 
 #: Open options that cut a network stream's probing short.
 FAST_PROBE = {"analyzeduration": "100000", "probesize": "32"}
@@ -266,15 +277,22 @@ def _transport_refused(source: Source) -> str:
 
 
 def open_spec(
-    source: Source, config: StreamConfig, *, probe: dict[str, str] | None = None
+    source: Source,
+    config: StreamConfig,
+    *,
+    probe: dict[str, str] | None = None,
+    read_timeout: float | None = None,
 ) -> OpenSpec:
     """Work out how to open ``source`` with PyAV for ``config``.
 
     Args:
         source: What to open.
         config: What to ask for.
-        probe: For a stream URL, probe options instead of the short probe
+        probe: For a network stream, probe options instead of the short probe
             (:data:`FAST_PROBE`).
+        read_timeout: For a stream URL, how long a read may wait for data
+            (:data:`STREAM_READ_TIMEOUT` if ``None``); RTSP and devices poll
+            with :data:`READ_POLL`.
     """
     if source.kind in ("rtsp", "stream"):
         url = str(source.target)
@@ -297,7 +315,8 @@ def open_spec(
         # (1.1 s: it drops the keyframe read while probing).
         options.update(FAST_PROBE if probe is None else probe)
         options.update(dict(source.options))
-        return OpenSpec(url, None, options, (source.open_timeout, READ_POLL))
+        read = READ_POLL if source.kind == "rtsp" else (read_timeout or STREAM_READ_TIMEOUT)
+        return OpenSpec(url, None, options, (source.open_timeout, read))
     if source.kind == "usb":
         return _usb_spec(source, config)
     if source.kind == "test":
@@ -307,8 +326,12 @@ def open_spec(
     return OpenSpec(str(source.target), None, {}, None)
 
 
-def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, VideoStream]:
+def open_input(
+    source: Source, config: StreamConfig, *, read_timeout: float | None = None
+) -> tuple[InputContainer, VideoStream]:
     """Open ``source`` and pick its first video stream (on the decode thread).
+
+    ``read_timeout`` is a stream URL's (see :func:`open_spec`).
 
     One connection per open, with one exception: an FLV stream (RTMP) that
     sends its audio first (nginx-rtmp does) shows the short probe no video
@@ -321,10 +344,10 @@ def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, Vi
             closed again if it was opened.
     """
     try:
-        return _open_input(source, config, None)
+        return _open_input(source, config, None, read_timeout)
     except _NoVideoYet:
         logger.debug("%s: the short probe saw only audio; probing for the video", source.label)
-        return _open_input(source, config, FLV_VIDEO_PROBE)
+        return _open_input(source, config, FLV_VIDEO_PROBE, read_timeout)
 
 
 class _NoVideoYet(FormatNotSupported):
@@ -332,11 +355,14 @@ class _NoVideoYet(FormatNotSupported):
 
 
 def _open_input(
-    source: Source, config: StreamConfig, probe: dict[str, str] | None
+    source: Source,
+    config: StreamConfig,
+    probe: dict[str, str] | None,
+    read_timeout: float | None,
 ) -> tuple[InputContainer, VideoStream]:
     if source.kind == "file" and not os.path.exists(str(source.target)):
         raise DeviceNotFound(f"{source.label}: no such file")
-    spec = open_spec(source, config, probe=probe)
+    spec = open_spec(source, config, probe=probe, read_timeout=read_timeout)
     if spec.format == "v4l2" and not os.path.exists(spec.file):
         raise DeviceNotFound(f"{source.label}: no such device ({spec.file} does not exist)")
     logger.debug("opening %s (format=%s)", source.label, spec.format)
@@ -372,6 +398,15 @@ def _open_input(
     if source.is_live:
         cc.flags |= av.codec.context.Flags.low_delay  # no frame held back for reordering
     return container, stream
+
+
+def resumes_after_timeout(container: InputContainer) -> bool:
+    """Whether ``container`` can be read on after a read timed out (:data:`STREAM_READ_TIMEOUT`).
+
+    Formats that do their own I/O (``AVFMT_NOFILE``: RTSP, v4l2 and the other
+    capture devices, lavfi) resume; formats read through an AVIOContext do not.
+    """
+    return bool(container.format.flags & _NOFILE)
 
 
 def invents_timestamps(container: InputContainer) -> bool:

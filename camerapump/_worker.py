@@ -48,6 +48,7 @@ from ._backend import (
     invents_timestamps,
     negotiate,
     open_input,
+    resumes_after_timeout,
     translate,
     upright_size,
 )
@@ -341,7 +342,13 @@ class Worker:
         try:
             if self._device is not None:
                 source, config = self._device.prepare(source, config)
-            container, stream = open_input(source, config)
+            if source.kind == "stream":
+                # Its reads cannot resume after a timeout: they wait out quiet
+                # moments up to the stall timeout instead of polling.
+                stall = (self._policy or ReconnectPolicy()).stall_timeout
+                container, stream = open_input(source, config, read_timeout=stall)
+            else:
+                container, stream = open_input(source, config)
         except CameraError as error:
             logger.debug("open of %s failed: %s", self.source.label, error)
             return error
@@ -517,6 +524,7 @@ class Worker:
         """
         live = self.source.is_live
         untimed = invents_timestamps(container)
+        resumes = resumes_after_timeout(container)
         hiccups = 0  # transient read errors in a row, without a packet between them
         while True:
             error: CameraError | None = None
@@ -539,6 +547,13 @@ class Worker:
                 # controls and read on; the stall watchdog decides when quiet is dead.
                 if self._stop or not live:
                     return
+                if not resumes:
+                    # A stream URL waits for data up to the stall timeout, and its
+                    # container cannot read on after that: the stream stalled.
+                    timeout = container.read_timeout
+                    raise StreamTimeout(
+                        f"{self.source.label}: no data for {timeout:g} s (stalled)"
+                    ) from None
                 yield None
                 continue
             except av.error.OSError as exc:
@@ -608,6 +623,8 @@ class Worker:
             else:
                 try:
                     item = next(packets, _END)
+                except StreamTimeout as error:
+                    return SessionEnd(error, "stall_timeout_exceeded")
                 except CameraError as error:
                     return SessionEnd(error, f"read_error:{error.code}")
                 if isinstance(item, _EndOfPackets):
@@ -681,7 +698,8 @@ class Worker:
                         break
                 end = self._check_size(vframe)
                 if end is None and rate is not None:
-                    end = self._measure(rate, pts)
+                    # The stream's own timestamps, not the ones made monotonic above.
+                    end = self._measure(rate, vframe.time)
                     if rate.fps is not None:
                         rate = None
                 if end is not None:
