@@ -62,15 +62,17 @@ RAW_CODECS = frozenset({"rawvideo", "wrapped_avframe"})
 #: The encoder used for raw sources, and its options.
 RECORD_ENCODER = ("libx264", {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"})
 _CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".ts": "mpegts"}
-_MP4_AUDIO = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac", "flac"})
 #: The audio codecs each container takes as they are.  Others are encoded to AAC
-#: (:data:`AUDIO_ENCODER`).  G.711 (``pcm_alaw``, ``pcm_mulaw``) has no MP4 or
-#: MPEG-TS mapping, and PyAV refuses it for Matroska, whose muxer would take it
-#: only as a non-standard ACM track; QuickTime (MOV) has it.
+#: (:data:`AUDIO_ENCODER`), and so is a track the container refuses after all.
+#: G.711 (``pcm_alaw``, ``pcm_mulaw``) has no MP4 or MPEG-TS mapping, and PyAV
+#: refuses it for Matroska, whose muxer would take it only as a non-standard ACM
+#: track; QuickTime (MOV) has it.  MOV refused Opus (measured).
 AUDIO_REMUX: dict[str, frozenset[str]] = {
-    "mp4": _MP4_AUDIO,
-    "mov": _MP4_AUDIO | {"pcm_alaw", "pcm_mulaw", "pcm_s16le", "pcm_s16be"},
-    "matroska": _MP4_AUDIO | {"vorbis", "pcm_s16le", "pcm_s16be"},
+    "mp4": frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac"}),
+    "mov": frozenset({"aac", "mp3", "ac3", "alac", "pcm_alaw", "pcm_mulaw", "pcm_s16be"}),
+    "matroska": frozenset(
+        {"aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3", "pcm_s16le", "pcm_s16be"}
+    ),
     "mpegts": frozenset({"aac", "mp3", "mp2", "ac3", "eac3", "opus"}),
 }
 #: The encoder for audio that the container cannot take as it is (FFmpeg's own AAC).
@@ -298,6 +300,7 @@ class Recorder:
         self._audio_next: float | None = None  # source seconds where the last audio packet ended
         self._audio_out: _AudioOut | None = None  # the current file's audio track
         self._audio_warned = False  # one warning per recording
+        self._transcode_said = False  # and one notice that the audio is encoded
         self._origin: float | None = None  # source seconds at the current file's time 0
         self._pending: _Pending | None = None
         self._encode = False
@@ -611,18 +614,34 @@ class Recorder:
 
     def _open_file(self, template: VideoStream) -> None:
         path = self._next_path()
-        try:
-            out, stream, audio = self._create(path, template, audio=True)
-        except _AudioRefused as refused:
-            self._leave_out_audio(str(refused))
+        plan = self._audio_plan()
+        # Remux the audio if the container holds it, else encode it to AAC, else
+        # leave it out: the first of these whose header the muxer writes.
+        plans: list[bool | None] = [None]
+        if plan is not None:
+            plans = [False, True, None] if plan is False else [True, None]
+        refusals: list[str] = []
+        for attempt in plans:
             try:
-                out, stream, audio = self._create(path, template, audio=False)
+                out, stream, audio = self._create(path, template, attempt)
+            except _AudioRefused as refused:
+                refusals.append(str(refused))
+                continue
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 self._fail(exc)
                 return
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
-            self._fail(exc)
-            return
+            break
+        if refusals and audio is None:
+            self._leave_out_audio("; ".join(refusals))
+        elif attempt and not self._transcode_said:
+            self._transcode_said = True
+            codec = self._audio_template.codec_context.name if self._audio_template else "?"
+            logger.info(
+                "%s: its %s audio is encoded to AAC (%s)",
+                self._source.label,
+                codec,
+                "; ".join(refusals) or f"{self._format} does not hold {codec}",
+            )
         self._out, self._out_stream, self._out_path, self._audio_out = out, stream, path, audio
         self._file_seconds = 0.0
         self._segment_start = time.monotonic()
@@ -631,12 +650,17 @@ class Recorder:
         logger.debug("recording %s to %s", self._source.label, path)
 
     def _create(
-        self, path: Path, template: VideoStream, *, audio: bool
+        self, path: Path, template: VideoStream, transcode: bool | None
     ) -> tuple[OutputContainer, VideoStream, _AudioOut | None]:
         """Open ``path`` with its tracks and write its header (so a track it refuses shows now).
 
+        Args:
+            path: The file.
+            template: The session's video stream.
+            transcode: The audio track: remuxed (False), encoded to AAC (True), none (None).
+
         Raises:
-            _AudioRefused: The header could not be written with the audio track.
+            _AudioRefused: The audio track could not be made, or the header written with it.
         """
         out = av.open(str(path), "w", format=self._format)
         track: _AudioOut | None = None
@@ -660,12 +684,15 @@ class Recorder:
                     # the stream's parameters; the decoder has it by now.
                     stream.width = template.codec_context.width
                     stream.height = template.codec_context.height
-            track = self._add_audio(out) if audio else None
+            track = None if transcode is None else self._add_audio(out, transcode)
             out.start_encoding()
         except BaseException as exc:
             with contextlib.suppress(av.error.FFmpegError, OSError):
                 out.close()
-            if track is None:
+            if track is None or isinstance(exc, _AudioRefused):
+                if isinstance(exc, _AudioRefused):
+                    with contextlib.suppress(OSError):
+                        path.unlink()
                 raise
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -673,26 +700,23 @@ class Recorder:
             raise _AudioRefused(f"{self._format} refused its audio track ({detail})") from None
         return out, stream, track
 
-    def _add_audio(self, out: OutputContainer) -> _AudioOut | None:
-        plan, template, params = self._audio_plan(), self._audio_template, self._audio_params
-        if plan is None or template is None or params is None:
-            return None
-        codec = template.codec_context.name
+    def _add_audio(self, out: OutputContainer, transcode: bool) -> _AudioOut:
+        """The audio track of a new file.
+
+        Raises:
+            _AudioRefused: It cannot be made (the container refuses the codec, no encoder).
+        """
+        template, params = self._audio_template, self._audio_params
+        assert template is not None
+        assert params is not None
         try:
-            track = _AudioOut(out, template, params, transcode=plan)
+            return _AudioOut(out, template, params, transcode=transcode)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             detail = redact_text(f"{type(exc).__name__}: {exc}", self._source.secrets)
-            self._leave_out_audio(f"{codec} cannot go into {self._format} ({detail})")
-            return None
-        if plan and not self._audio_warned:
-            logger.info(
-                "%s: %s audio is encoded to AAC (%s does not hold %s)",
-                self._source.label,
-                codec,
-                self._format,
-                codec,
-            )
-        return track
+            how = "encoded to AAC" if transcode else "as it is"
+            raise _AudioRefused(
+                f"{template.codec_context.name} {how} cannot go into {self._format} ({detail})"
+            ) from None
 
     def _mux(self, packet: Packet[Any]) -> None:
         assert self._out is not None
