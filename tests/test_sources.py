@@ -330,6 +330,9 @@ async def killable(kind: str) -> AsyncIterator[tuple[Any, cp.Source, Callable[[]
     elif kind == "tcp-mpegts":
         server = servers.FfmpegTsServer("tcp", audio=True)
         source = lambda: cp.Source.url(server.url())  # noqa: E731
+    elif kind == "http-mpegts":
+        server = servers.FfmpegTsServer("http")
+        source = lambda: cp.Source.url(server.url())  # noqa: E731
     else:
         assert kind == "hls"
         server = servers.HlsServer()
@@ -347,6 +350,7 @@ async def killable(kind: str) -> AsyncIterator[tuple[Any, cp.Source, Callable[[]
         "rtmp-nginx-aac",
         "udp-mpegts",
         "tcp-mpegts",
+        "http-mpegts",
         "hls",
     ],
 )
@@ -750,6 +754,14 @@ def test_stream_url_kinds_parse_to_the_right_source() -> None:
         assert source.kind == "stream" and source.is_live and source.traits.network
         assert "transport" not in repr(source)
         assert cp.Source.parse(source.label) == source
+
+
+@pytest.mark.parametrize("scheme", ["https", "rtmps"])
+def test_tls_stream_urls_reach_the_network(scheme: str) -> None:
+    """https:// and rtmps:// exist in PyAV's FFmpeg: a closed port is refused, not unknown."""
+    with pytest.raises(cp.ConnectionFailed, match="connection failed"):
+        with cp.open_camera(cp.Source.url(f"{scheme}://{HOST}:{free_port()}/live/x")):
+            pass
 
 
 def test_srt_without_the_protocol_in_pyav_is_a_clear_error() -> None:
