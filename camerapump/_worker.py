@@ -513,7 +513,7 @@ class Worker:
 
         The session's audio stream is demuxed as well while a tap is attached
         (FFmpeg reads every stream's packets anyway; leaving audio out when
-        nobody records it only saves wrapping them).  A container whose
+        nobody records it only saves wrapping them).  A live container whose
         timestamps FFmpeg makes up (:func:`invents_timestamps`) has them
         removed, so nothing downstream mistakes them for the source's.
 
@@ -523,7 +523,8 @@ class Worker:
             CameraError: A read error (translated).
         """
         live = self.source.is_live
-        untimed = invents_timestamps(container)
+        # A raw .h264 or .mjpeg file keeps FFmpeg's made-up clock: it is what paces it.
+        untimed = live and invents_timestamps(container)
         resumes = resumes_after_timeout(container)
         hiccups = 0  # transient read errors in a row, without a packet between them
         while True:
@@ -591,6 +592,7 @@ class Worker:
         anchor: tuple[float, float] | None = None  # (monotonic, pts) that pacing counts from
         pts_offset = 0.0  # a looping file's frames keep counting up
         last_pts: float | None = None
+        clock: float | None = None  # what pacing goes by
         frame_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
         rate = _RateMeter() if self._format is not None and self._format.fps is None else None
         skipping = False
@@ -692,8 +694,11 @@ class Worker:
                     elif last_pts is not None and pts < last_pts:
                         pts = last_pts  # small reorder jitter: never backwards
                     last_pts = pts
-                if paced and pts is not None:
-                    anchor = self._pace(anchor, pts)
+                if paced:
+                    # A raw .h264 or .mjpeg file has no timestamps: it is paced at
+                    # its nominal rate instead of racing through.
+                    clock = pts if pts is not None else (clock or 0.0) + frame_step
+                    anchor = self._pace(anchor, clock)
                     if self.stopping():
                         break
                 end = self._check_size(vframe)

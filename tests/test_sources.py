@@ -256,6 +256,26 @@ async def test_a_rotated_file_is_delivered_upright_like_ffmpeg_shows_it(
     assert tuple(stored.data[10, 10]) == pytest.approx((255, 0, 0), abs=40)  # red top left
 
 
+def make_raw_h264(path: Path, seconds: int = 2) -> Path:
+    """An H.264 elementary stream (no container, no timestamps) of 25 fps, by FFmpeg's CLI."""
+    source = ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-t", str(seconds)]
+    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-f", "h264", str(path)]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *source, *encode], check=True, timeout=30)
+    return path
+
+
+async def test_a_raw_h264_file_without_timestamps_is_paced_at_its_rate(tmp_path: Path) -> None:
+    """An elementary .h264 stream has no timestamps: realtime playback goes at its 25 fps anyway."""
+    clip = make_raw_h264(tmp_path / "clip.h264")
+    started = time.monotonic()
+    async with cp.open_pump(cp.Source.file(clip), buffer=64) as pump:
+        frames = [frame async for frame in pump]
+    took = time.monotonic() - started
+    assert len(frames) == 50
+    assert all(frame.pts is None for frame in frames)
+    assert 1.5 < took < 4.0
+
+
 # --------------------------------------------------------------------------- §1 every URL kind
 
 # (fixture name, URL of the server, credentials given apart, expected codec, size)
