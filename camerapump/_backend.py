@@ -15,11 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import av
 import av.codec.context
 import av.error
+import av.format
 from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
@@ -43,33 +44,58 @@ __all__ = [
     "DEFAULT_TEST_FPS",
     "DEFAULT_TEST_SIZE",
     "READ_POLL",
+    "STREAM_READ_TIMEOUT",
     "OpenSpec",
     "check_fps",
     "declared_fps",
     "guard",
+    "invents_timestamps",
     "negotiate",
     "open_input",
     "open_spec",
+    "resumes_after_timeout",
     "translate",
     "upright_size",
 ]
 
 logger = logging.getLogger("camerapump")
 
-#: PyAV's read timeout on live sources.  It bounds every blocking read (PyAV
-#: raises ExitError after about twice this), so the decode thread notices a
-#: stop or a stall-abort within about half a second; a quiet stream simply
-#: resumes reading on the same container.
+#: PyAV's read timeout on RTSP and capture devices.  It bounds every blocking
+#: read (PyAV raises ExitError after about twice this), so the decode thread
+#: notices a stop or a stall-abort within about half a second; a quiet stream
+#: simply resumes reading on the same container.
 READ_POLL = 0.25
+#: The read timeout of a stream URL (HTTP, RTMP, HLS, UDP, TCP) unless the pump
+#: says otherwise (its stall timeout).  These formats read through FFmpeg's
+#: AVIOContext, which an interrupted read leaves at end-of-file for good
+#: (measured: a TCP MPEG-TS stream quiet for 1.5 s raised ExitError at once on
+#: every read after, 700 000 times in 6 s), so a read timeout there ends the
+#: session; it must outlast the quiet moments of a healthy stream: a 1 fps
+#: camera, the wait for the next HLS segment.
+STREAM_READ_TIMEOUT = 15.0
 DEFAULT_TEST_SIZE = (640, 480)
 DEFAULT_TEST_FPS = 30.0
-# An fps request matches a stream within this relative tolerance (29.97 vs 30).
+# An fps request matches a stream within this relative tolerance (29.97 vs 30);
+# a rate measured over a second of frames (arrival jitter, a dropped frame) gets more.
 _FPS_TOLERANCE = 0.02
+_MEASURED_FPS_TOLERANCE = 0.1
 
 T = TypeVar("T")
+# AVFMT_NOTIMESTAMPS (PyAV's stubs type the flag's value as the flag itself).
+_NO_TIMESTAMPS = cast(int, av.format.Flags.no_timestamps.value)
+_NOFILE = cast(int, av.format.Flags.no_file.value)
 
 #: Open options that cut a network stream's probing short.
 FAST_PROBE = {"analyzeduration": "100000", "probesize": "32"}
+#: The probe of an FLV (RTMP) stream whose short probe saw no video: read until
+#: the video stream shows up (FFmpeg stops once every stream the FLV header
+#: announced is there), without waiting for frames to guess a rate from.
+FLV_VIDEO_PROBE = {"fpsprobesize": "0", "analyzeduration": "5000000"}
+#: RTSP "auto": FFmpeg's own fallback, TCP first and UDP when the server answers
+#: "461 Unsupported transport" to the TCP SETUP, on the same RTSP connection.
+#: (A second connection over UDP right after a refused TCP SETUP was answered
+#: with 5XX by gst-rtsp-server one time in two, measured.)
+RTSP_AUTO = {"rtsp_transport": "tcp+udp", "rtsp_flags": "prefer_tcp"}
 
 
 def translate(exc: BaseException, source: Source, stage: str) -> CameraError:
@@ -90,6 +116,16 @@ def translate(exc: BaseException, source: Source, stage: str) -> CameraError:
     detail = redact_text(f"{type(exc).__name__}: {exc}", source.secrets)
     label = source.label
     code = getattr(exc, "errno", None)
+    if isinstance(exc, av.error.ProtocolNotFoundError):
+        scheme = label.partition("://")[0]
+        return FormatNotSupported(
+            f"{label}: the FFmpeg inside PyAV has no {scheme} protocol (PyAV's wheels have "
+            "no srt://; a PyAV built on a system FFmpeg with it does)",
+            detail=detail,
+        )
+    if source.kind == "rtsp" and code == errno.EPROTONOSUPPORT:
+        # FFmpeg's answer to "461 Unsupported transport".
+        return ConnectionFailed(_transport_refused(source), detail=detail)
     # Specific HTTP/RTSP answers first: they are also generic FFmpegErrors.
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
         return AuthenticationFailed(f"{label}: the server rejected the credentials", detail=detail)
@@ -224,46 +260,63 @@ def _stream_options(url: str) -> dict[str, str]:
     return {}
 
 
-def _short_probe(scheme: str) -> bool:
-    """Whether the short probe finds the video stream of this protocol.
+def _transport_refused(source: Source) -> str:
+    """The message for an RTSP server that refused the transport asked for."""
+    label = source.label
+    if source.transport == "tcp":
+        return (
+            f"{label}: the server does not send RTP over TCP (461 Unsupported transport); "
+            "it may offer UDP: use transport='auto' (the default) or 'udp'"
+        )
+    if source.transport == "udp":
+        return (
+            f"{label}: the server does not send RTP over UDP (461 Unsupported transport); "
+            "it may offer TCP: use transport='auto' (the default) or 'tcp'"
+        )
+    return f"{label}: the server offers neither RTP over TCP nor over UDP"
 
-    RTMP (FLV) announces its streams as packets come; with a short probe an
-    audio packet first hides the video stream altogether (measured against
-    nginx-rtmp with AAC), so FLV is probed as long as FFmpeg likes.
-    """
-    return scheme not in ("rtmp", "rtmps")
 
-
-def open_spec(source: Source, config: StreamConfig, *, transport: str | None = None) -> OpenSpec:
+def open_spec(
+    source: Source,
+    config: StreamConfig,
+    *,
+    probe: dict[str, str] | None = None,
+    read_timeout: float | None = None,
+) -> OpenSpec:
     """Work out how to open ``source`` with PyAV for ``config``.
 
     Args:
         source: What to open.
         config: What to ask for.
-        transport: For RTSP, the transport of this try (``tcp`` or ``udp``);
-            ``None`` takes the source's own (``auto`` tries TCP first).
+        probe: For a network stream, probe options instead of the short probe
+            (:data:`FAST_PROBE`).
+        read_timeout: For a stream URL, how long a read may wait for data
+            (:data:`STREAM_READ_TIMEOUT` if ``None``); RTSP and devices poll
+            with :data:`READ_POLL`.
     """
     if source.kind in ("rtsp", "stream"):
         url = str(source.target)
-        scheme = url.split("://", 1)[0].lower()
         options: dict[str, str] = {}
         if source.kind == "rtsp":
-            chosen = transport or ("tcp" if source.transport == "auto" else source.transport)
-            options["rtsp_transport"] = chosen
-            if chosen == "udp":
-                options["buffer_size"] = str(4 * 1024 * 1024)  # fewer losses at 1080p bursts
+            if source.transport == "auto":
+                options.update(RTSP_AUTO)
+            else:
+                options["rtsp_transport"] = source.transport
+            if source.transport != "tcp":
+                options["buffer_size"] = str(4 * 1024 * 1024)  # fewer UDP losses at 1080p bursts
         else:
             options.update(_stream_options(url))
-        if _short_probe(scheme):
-            # Probe as little as possible: the SDP or the first packets name the
-            # stream, and the first decoded picture tells its size (see
-            # Worker.open), so no second, fully probed open is ever needed.
-            # Measured on loopback (docs/benchmarks.md), time to first frame:
-            # H.264 1.0 s -> 0.12 s, MJPEG 0.73 s -> 0.07 s.  fflags=nobuffer
-            # made it slower (1.1 s: it drops the keyframe read while probing).
-            options.update(FAST_PROBE)
+        # Probe as little as possible: the SDP or the first packets name the
+        # streams, and the first decoded picture tells the size (Worker.open),
+        # also where an audio track hides it from the probe.  Measured on
+        # loopback (docs/benchmarks.md, tests/SERVERS.md), time to first frame:
+        # RTSP H.264 1.0 s -> 0.12 s (with AAC or G.711 the same), MJPEG 0.73 s
+        # -> 0.07 s, RTMP 5.2 s -> 0.28 s.  fflags=nobuffer made it slower
+        # (1.1 s: it drops the keyframe read while probing).
+        options.update(FAST_PROBE if probe is None else probe)
         options.update(dict(source.options))
-        return OpenSpec(url, None, options, (source.open_timeout, READ_POLL))
+        read = READ_POLL if source.kind == "rtsp" else (read_timeout or STREAM_READ_TIMEOUT)
+        return OpenSpec(url, None, options, (source.open_timeout, read))
     if source.kind == "usb":
         return _usb_spec(source, config)
     if source.kind == "test":
@@ -273,56 +326,43 @@ def open_spec(source: Source, config: StreamConfig, *, transport: str | None = N
     return OpenSpec(str(source.target), None, {}, None)
 
 
-def _transport_refused(error: CameraError) -> bool:
-    """Whether an RTSP open over TCP failed in a way that UDP may cure.
-
-    RTSP over UDP still talks RTSP over TCP, so a refused or unreachable
-    server, a wrong password, a missing path or a silent server fail the same
-    way on both; what UDP cures is a server that offers no TCP transport
-    ("461 Unsupported transport"), which FFmpeg reports as a failed read.
-    """
-    if type(error) is not ConnectionFailed:
-        return False
-    detail = (error.detail or "").lower()
-    return not any(
-        word in detail for word in ("refused", "unreachable", "404", "not found", "reset")
-    )
-
-
-def open_input(source: Source, config: StreamConfig) -> tuple[InputContainer, VideoStream]:
+def open_input(
+    source: Source, config: StreamConfig, *, read_timeout: float | None = None
+) -> tuple[InputContainer, VideoStream]:
     """Open ``source`` and pick its first video stream (on the decode thread).
 
-    An RTSP source with ``transport="auto"`` that TCP cannot open (a server
-    that offers only UDP answers "461 Unsupported transport") is tried once
-    more over UDP.
+    ``read_timeout`` is a stream URL's (see :func:`open_spec`).
+
+    One connection per open, with one exception: an FLV stream (RTMP) that
+    sends its audio first (nginx-rtmp does) shows the short probe no video
+    stream at all, and PyAV cannot pick up a stream that appears later; it is
+    opened once more with a probe that waits for the video.  FFmpeg's own
+    RTMP server, which serves one client only, sends the video first.
 
     Raises:
         CameraError: The typed error for whatever went wrong; the container is
             closed again if it was opened.
     """
-    if source.kind == "rtsp" and source.transport == "auto":
-        try:
-            return _open_input(source, config, "tcp")
-        except CameraError as error:
-            if not _transport_refused(error):
-                raise
-            logger.debug("%s: TCP failed (%s); trying UDP", source.label, error)
-            try:
-                return _open_input(source, config, "udp")
-            except CameraError as second:
-                if isinstance(second, type(error)):
-                    # Neither transport worked: say so, with the first answer's detail.
-                    raise type(error)(f"{error}; UDP failed as well", detail=error.detail) from None
-                raise
-    return _open_input(source, config, None)
+    try:
+        return _open_input(source, config, None, read_timeout)
+    except _NoVideoYet:
+        logger.debug("%s: the short probe saw only audio; probing for the video", source.label)
+        return _open_input(source, config, FLV_VIDEO_PROBE, read_timeout)
+
+
+class _NoVideoYet(FormatNotSupported):
+    """An FLV stream whose short probe saw no video stream (yet)."""
 
 
 def _open_input(
-    source: Source, config: StreamConfig, transport: str | None
+    source: Source,
+    config: StreamConfig,
+    probe: dict[str, str] | None,
+    read_timeout: float | None,
 ) -> tuple[InputContainer, VideoStream]:
     if source.kind == "file" and not os.path.exists(str(source.target)):
         raise DeviceNotFound(f"{source.label}: no such file")
-    spec = open_spec(source, config, transport=transport)
+    spec = open_spec(source, config, probe=probe, read_timeout=read_timeout)
     if spec.format == "v4l2" and not os.path.exists(spec.file):
         raise DeviceNotFound(f"{source.label}: no such device ({spec.file} does not exist)")
     logger.debug("opening %s (format=%s)", source.label, spec.format)
@@ -345,7 +385,10 @@ def _open_input(
             ) from None
         raise
     if not container.streams.video:
+        flv = container.format.name == "flv"
         container.close()
+        if flv and probe is None and source.kind == "stream":
+            raise _NoVideoYet(f"{source.label}: no video stream yet")
         raise FormatNotSupported(f"{source.label}: the source has no video stream")
     stream = container.streams.video[0]
     cc = stream.codec_context
@@ -355,6 +398,25 @@ def _open_input(
     if source.is_live:
         cc.flags |= av.codec.context.Flags.low_delay  # no frame held back for reordering
     return container, stream
+
+
+def resumes_after_timeout(container: InputContainer) -> bool:
+    """Whether ``container`` can be read on after a read timed out (:data:`STREAM_READ_TIMEOUT`).
+
+    Formats that do their own I/O (``AVFMT_NOFILE``: RTSP, v4l2 and the other
+    capture devices, lavfi) resume; formats read through an AVIOContext do not.
+    """
+    return bool(container.format.flags & _NOFILE)
+
+
+def invents_timestamps(container: InputContainer) -> bool:
+    """Whether the container's timestamps are FFmpeg's inventions, not the source's.
+
+    Formats flagged ``AVFMT_NOTIMESTAMPS`` (mpjpeg, raw H.264 or MJPEG) carry
+    none; FFmpeg numbers their packets at a guessed rate (25 fps), so a 10 fps
+    MJPEG camera would seem to run 2.5 times too slow.
+    """
+    return bool(container.format.flags & _NO_TIMESTAMPS)
 
 
 def declared_fps(stream: VideoStream) -> float | None:
@@ -386,7 +448,8 @@ def check_fps(source: Source, config: StreamConfig, fmt: StreamFormat) -> None:
     """
     if config.fps is None or fmt.fps is None:
         return
-    if abs(fmt.fps - config.fps) > _FPS_TOLERANCE * config.fps:
+    tolerance = _MEASURED_FPS_TOLERANCE if fmt.fps_measured else _FPS_TOLERANCE
+    if abs(fmt.fps - config.fps) > tolerance * config.fps:
         raise FormatNotSupported(
             f"{source.label}: asked for {config.fps:g} fps, but the source gives "
             f"{fmt.width}x{fmt.height} at {'about ' if fmt.fps_measured else ''}{fmt.fps:g} fps "

@@ -228,7 +228,11 @@ class Source:
         """A network stream other than RTSP: HTTP MJPEG, HLS, RTMP, SRT, UDP or TCP.
 
         Each protocol gets FFmpeg options of its own (reconnection, timeouts
-        and buffers that fit it); RTSP URLs go to :meth:`rtsp`.
+        and buffers that fit it); RTSP URLs go to :meth:`rtsp`.  FFmpeg cannot
+        read on after an interrupted read of these protocols, so a read waits
+        for data up to the pump's ``stall_timeout`` (a 1 fps camera, the next
+        HLS segment) and a stream quiet for longer is reconnected as stalled.
+        See docs/sources.md for the options and what was tested.
 
         Args:
             url: ``http://cam/video.mjpg``, ``https://host/live.m3u8``,

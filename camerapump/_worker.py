@@ -31,17 +31,27 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeAlias
 
 import av
 import av.error
+from av.audio.stream import AudioStream
 from av.container import InputContainer
 from av.packet import Packet
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from . import _logfilter
-from ._backend import check_fps, guard, negotiate, open_input, translate, upright_size
+from ._backend import (
+    check_fps,
+    guard,
+    invents_timestamps,
+    negotiate,
+    open_input,
+    resumes_after_timeout,
+    translate,
+    upright_size,
+)
 from ._config import ReconnectPolicy, StreamConfig, StreamFormat
 from ._convert import Converter
 from ._demand import Demand, Pick
@@ -77,30 +87,56 @@ class _EndOfPackets:
     """Marks the end of a session's packets."""
 
 
+# Packet is generic in PyAV's stubs only.
+_Packet: TypeAlias = "Packet[VideoStream] | Packet[AudioStream]"
+
+
 _END = _EndOfPackets()
 
 
 class _RateMeter:
-    """Measures the frame rate of a stream that does not declare one, over its first second."""
+    """Measures the frame rate of a stream that declares none, over its first second.
 
-    __slots__ = ("_count", "_first", "fps")
+    By the frames' timestamps where they have them (the first frames of an HLS
+    or TCP stream come in a burst, faster than real time), else by their
+    arrival.  Steps that are not forward or longer than a second (a missing,
+    repeated or jumping timestamp: real cameras have all of them) are left out,
+    so one bad timestamp cannot make 25 fps read as 0.02.
+    """
+
+    __slots__ = ("_first", "_frames", "_last", "_steps", "fps")
 
     def __init__(self) -> None:
-        self._first: tuple[float, float | None] | None = None
-        self._count = 0
+        self._first: float | None = None  # arrival of the first frame
+        self._frames = 0  # frames since the first
+        self._last: tuple[float, int] | None = None  # (pts, frame number) of the last timed one
+        self._steps: list[float] = []  # per-frame pts steps
         self.fps: float | None = None
 
     def add(self, now: float, pts: float | None) -> float | None:
         """Count a frame; return the rate once a second of frames has been seen."""
         if self._first is None:
-            self._first = (now, pts)
+            self._first = now
+        else:
+            self._frames += 1
+        if pts is not None:
+            if self._last is not None:
+                last_pts, last_frame = self._last
+                frames = self._frames - last_frame
+                step = (pts - last_pts) / frames if frames else 0.0
+                if 0 < step <= 1.0:
+                    self._steps.append(step)
+            self._last = (pts, self._frames)
+        elapsed = now - self._first
+        if elapsed < 1.0 or self._frames < 5:
             return None
-        self._count += 1
-        started, first_pts = self._first
-        span = (pts - first_pts) if (pts is not None and first_pts is not None) else now - started
-        if now - started < 1.0 or self._count < 5 or span <= 0:
-            return None
-        self.fps = round(self._count / span, 2)
+        if len(self._steps) >= 5:
+            steps = sorted(self._steps)
+            median = steps[len(steps) // 2]
+            kept = [step for step in steps if step <= 4 * median]  # a pause is not a rate
+            self.fps = round(len(kept) / sum(kept), 2)
+        else:
+            self.fps = round(self._frames / elapsed, 2)
         return self.fps
 
 
@@ -133,10 +169,13 @@ class PacketTap(Protocol):
     Every method runs on the decode thread, which owns the input container; a
     tap must not raise (one that does is logged and detached) and must not
     block for long.  Packets are shared: a tap copies what it keeps or changes.
+    While a tap is attached the thread demuxes the first audio stream too
+    (``audio``), whose packets go to the taps only; ``_tap_packet`` gets
+    both, told apart by ``packet.stream``.
     """
 
-    def _tap_session_started(self, stream: VideoStream) -> None: ...
-    def _tap_packet(self, packet: Packet[VideoStream]) -> None: ...
+    def _tap_session_started(self, stream: VideoStream, audio: AudioStream | None) -> None: ...
+    def _tap_packet(self, packet: Packet[VideoStream] | Packet[AudioStream]) -> None: ...
     def _tap_frame(self, frame: VideoFrame) -> None: ...
     def _tap_session_ended(self) -> None: ...
     def _tap_close(self) -> None: ...
@@ -198,13 +237,15 @@ class Worker:
         self._waiting_for_space = False
         self._taps: list[PacketTap] = []
         self._tap_changes: list[tuple[bool, PacketTap]] = []  # (add?, tap), under _cond
-        self._gop: list[Packet[VideoStream]] = []
+        self._gop: list[Packet[VideoStream] | Packet[AudioStream]] = []
         self._container: InputContainer | None = None
         self._stream: VideoStream | None = None
+        # The session's first audio stream: demuxed only while a tap records it.
+        self._audio: AudioStream | None = None
         self._format: StreamFormat | None = None
         self._converters: dict[Output, Converter] = {}
-        self._session_packets: Iterator[Packet[VideoStream] | None] | None = None
-        self._prelude: list[tuple[Packet[VideoStream], list[VideoFrame]]] = []
+        self._session_packets: Iterator[_Packet | None] | None = None
+        self._prelude: list[tuple[_Packet, list[VideoFrame]]] = []
         self._sequence = 0
         self._damaged = False  # a decode error or lost data since the last keyframe
         self._clock_offset: float | None = None  # monotonic minus stream clock, this session
@@ -320,15 +361,23 @@ class Worker:
         try:
             if self._device is not None:
                 source, config = self._device.prepare(source, config)
-            container, stream = open_input(source, config)
+            if source.kind == "stream":
+                # Its reads cannot resume after a timeout: they wait out quiet
+                # moments up to the stall timeout instead of polling.
+                stall = (self._policy or ReconnectPolicy()).stall_timeout
+                container, stream = open_input(source, config, read_timeout=stall)
+            else:
+                container, stream = open_input(source, config)
         except CameraError as error:
             logger.debug("open of %s failed: %s", self.source.label, error)
             return error
+        self._audio = container.streams.audio[0] if container.streams.audio else None
         try:
             packets = self._packets(container, stream)
             prelude, first = self._prime(packets, stream)
             fmt = negotiate(source, config, stream, first)
         except CameraError as error:
+            self._audio = None
             self._close(container)
             return error
         if self._device is not None:
@@ -340,8 +389,8 @@ class Worker:
         return fmt
 
     def _prime(
-        self, packets: Iterator[Packet[VideoStream] | None], stream: VideoStream
-    ) -> tuple[list[tuple[Packet[VideoStream], list[VideoFrame]]], VideoFrame]:
+        self, packets: Iterator[_Packet | None], stream: VideoStream
+    ) -> tuple[list[tuple[_Packet, list[VideoFrame]]], VideoFrame]:
         """Read and decode up to the first picture; return what was read, and that picture.
 
         Raises:
@@ -352,7 +401,8 @@ class Worker:
         limit = source.open_timeout if source.traits.network else max(source.open_timeout, 10.0)
         deadline = time.monotonic() + limit
         cc = stream.codec_context
-        prelude: list[tuple[Packet[VideoStream], list[VideoFrame]]] = []
+        video = stream.index
+        prelude: list[tuple[_Packet, list[VideoFrame]]] = []
         while True:
             if self._stop:
                 raise CameraError(f"{source.label}: stopped while opening")
@@ -369,6 +419,9 @@ class Worker:
                         f"{source.label}: the stream ended before its first picture"
                     )
                 raise FormatNotSupported(f"{source.label}: no video frames in the source")
+            if packet.stream_index != video:
+                prelude.append((packet, []))  # audio, for a tap attached before the open
+                continue
             try:
                 frames = cc.decode(packet)
             except av.error.FFmpegError:
@@ -384,13 +437,13 @@ class Worker:
         assert container is not None
         assert stream is not None
         try:
-            self._each_tap("_tap_session_started", stream)
+            self._each_tap("_tap_session_started", stream, self._audio)
             return self._read(container, stream, stall_timeout)
         finally:
             self._each_tap("_tap_session_ended")
             self._gop.clear()
             self._prelude = []
-            self._container = self._stream = self._session_packets = None
+            self._container = self._stream = self._session_packets = self._audio = None
             self._close(container)
 
     def wait(self, delay: float) -> bool:
@@ -452,7 +505,7 @@ class Worker:
             if add:
                 self._taps.append(tap)
                 if self._stream is not None:
-                    self._call_tap(tap, "_tap_session_started", self._stream)
+                    self._call_tap(tap, "_tap_session_started", self._stream, self._audio)
                     # The GOP so far: the recording starts at its keyframe.
                     for packet in self._gop:
                         self._call_tap(tap, "_tap_packet", packet)
@@ -475,10 +528,14 @@ class Worker:
         for tap in list(self._taps):
             self._call_tap(tap, method, *args)
 
-    def _packets(
-        self, container: InputContainer, stream: VideoStream
-    ) -> Iterator[Packet[VideoStream] | None]:
+    def _packets(self, container: InputContainer, stream: VideoStream) -> Iterator[_Packet | None]:
         """Demux packets, resuming after read timeouts, until the source ends or we must stop.
+
+        The session's audio stream is demuxed as well while a tap is attached
+        (FFmpeg reads every stream's packets anyway; leaving audio out when
+        nobody records it only saves wrapping them).  A live container whose
+        timestamps FFmpeg makes up (:func:`invents_timestamps`) has them
+        removed, so nothing downstream mistakes them for the source's.
 
         Yields ``None`` for a quiet moment (a read timeout) on a live source.
 
@@ -486,20 +543,38 @@ class Worker:
             CameraError: A read error (translated).
         """
         live = self.source.is_live
+        # A raw .h264 or .mjpeg file keeps FFmpeg's made-up clock: it is what paces it.
+        untimed = live and invents_timestamps(container)
+        resumes = resumes_after_timeout(container)
         hiccups = 0  # transient read errors in a row, without a packet between them
         while True:
             error: CameraError | None = None
+            audio = self._audio if self._taps else None
             try:
-                for packet in container.demux(stream):
+                for packet in container.demux((stream, audio) if audio else stream):
                     hiccups = 0
-                    yield packet
+                    if untimed:
+                        packet.pts = packet.dts = None
+                    yield packet  # type: ignore[misc]
                     if self._stop:
                         return
+                    if (self._audio if self._taps else None) is not audio:
+                        break  # a recording started or ended: demux audio, or no longer
+                else:
+                    return  # end of stream
+                continue
             except av.error.ExitError:
                 # PyAV's read timeout: nothing arrived for a moment.  Look at the
                 # controls and read on; the stall watchdog decides when quiet is dead.
                 if self._stop or not live:
                     return
+                if not resumes:
+                    # A stream URL waits for data up to the stall timeout, and its
+                    # container cannot read on after that: the stream stalled.
+                    timeout = container.read_timeout
+                    raise StreamTimeout(
+                        f"{self.source.label}: no data for {timeout:g} s (stalled)"
+                    ) from None
                 yield None
                 continue
             except av.error.OSError as exc:
@@ -513,8 +588,6 @@ class Worker:
                 error = translate(exc, self.source, "read")
             except (av.error.FFmpegError, OSError) as exc:
                 error = translate(exc, self.source, "read")
-            else:
-                return  # end of stream
             raise error
 
     def _idle(self) -> bool:
@@ -548,12 +621,14 @@ class Worker:
         anchor: tuple[float, float] | None = None  # (monotonic, pts) that pacing counts from
         pts_offset = 0.0  # a looping file's frames keep counting up
         last_pts: float | None = None
+        clock: float | None = None  # what pacing goes by
         frame_step = 1.0 / float(stream.average_rate) if stream.average_rate else 1 / 30
         rate = _RateMeter() if self._format is not None and self._format.fps is None else None
         skipping = False
         await_key = False  # after skipping non-key frames: the next ones lack references
         gop = self._gop
         prelude = self._prelude
+        video = stream.index
         packets = self._session_packets or self._packets(container, stream)
         while True:
             if not live and not self._active and self._idle():
@@ -581,6 +656,8 @@ class Worker:
             else:
                 try:
                     item = next(packets, _END)
+                except StreamTimeout as error:
+                    return SessionEnd(error, "stall_timeout_exceeded")
                 except CameraError as error:
                     return SessionEnd(error, f"read_error:{error.code}")
                 if isinstance(item, _EndOfPackets):
@@ -603,14 +680,22 @@ class Worker:
                 if item is None:
                     continue  # a quiet moment on a live source
                 packet = item
-                try:
-                    frames = cc.decode(packet)
-                except av.error.FFmpegError:
-                    # A corrupt or partial packet (UDP loss, a cut-off GOP): skip it;
-                    # the decoder recovers at the next keyframe.
-                    self.decode_errors += 1
-                    self._damaged = True
-                    frames = []
+                if packet.stream_index == video:
+                    try:
+                        frames = cc.decode(packet)
+                    except av.error.FFmpegError:
+                        # A corrupt or partial packet (UDP loss, a cut-off GOP): skip
+                        # it; the decoder recovers at the next keyframe.
+                        self.decode_errors += 1
+                        self._damaged = True
+                        frames = []
+            if packet.stream_index != video:
+                # Audio, demuxed for the taps: kept with the GOP, never decoded.
+                if gop and len(gop) < _MAX_GOP_PACKETS:
+                    gop.append(packet)
+                if self._taps:
+                    self._each_tap("_tap_packet", packet)
+                continue
             if packet.is_corrupt:
                 self._damaged = True
             if packet.is_keyframe:
@@ -640,13 +725,17 @@ class Worker:
                     elif last_pts is not None and pts < last_pts:
                         pts = last_pts  # small reorder jitter: never backwards
                     last_pts = pts
-                if paced and pts is not None:
-                    anchor = self._pace(anchor, pts)
+                if paced:
+                    # A raw .h264 or .mjpeg file has no timestamps: it is paced at
+                    # its nominal rate instead of racing through.
+                    clock = pts if pts is not None else (clock or 0.0) + frame_step
+                    anchor = self._pace(anchor, clock)
                     if self.stopping():
                         break
                 end = self._check_size(vframe)
                 if end is None and rate is not None:
-                    end = self._measure(rate, pts)
+                    # The stream's own timestamps, not the ones made monotonic above.
+                    end = self._measure(rate, vframe.time)
                     if rate.fps is not None:
                         rate = None
                 if end is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -179,3 +180,151 @@ async def test_recording_a_slow_stream_keeps_every_frame_with_sane_timing(tmp_pa
     assert (codec, first_key) == ("h264", True)
     assert 7 <= frames <= 11
     assert 3.0 <= duration <= 5.5
+
+
+# -- audio ------------------------------------------------------------------------------------
+
+
+def tracks(path: Path) -> dict[str, tuple[str, int, float, float]]:
+    """Per track type: (codec, packets, start s, duration s from the first to the last packet)."""
+    found: dict[str, tuple[str, int, float, float]] = {}
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            container.seek(0)
+            times = [
+                float(p.pts * p.time_base)
+                for p in container.demux(stream)
+                if p.size and p.pts is not None and p.time_base is not None
+            ]
+            assert times, f"{stream.type} track of {path.name} has no packets"
+            found[stream.type] = (
+                stream.codec_context.name,
+                len(times),
+                min(times),
+                max(times) - min(times),
+            )
+    return found
+
+
+def decoded_seconds_of_audio(path: Path) -> float:
+    """Seconds of sound that decode from the file's audio track."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return samples / stream.codec_context.sample_rate
+
+
+def assert_both_tracks(path: Path, video: str, audio: str, seconds: float) -> None:
+    """Video and audio of the expected codecs, about ``seconds`` long each, starting together."""
+    found = tracks(path)
+    assert set(found) == {"video", "audio"}, found
+    (v_codec, v_packets, v_start, v_span), (a_codec, a_packets, a_start, a_span) = (
+        found["video"],
+        found["audio"],
+    )
+    assert (v_codec, a_codec) == (video, audio), found
+    assert v_packets >= 20 and a_packets >= 10, found
+    assert abs(v_span - seconds) < 1.2 and abs(a_span - seconds) < 1.2, found
+    assert abs(v_span - a_span) < 0.6, found  # about as long as each other
+    assert abs(v_start - a_start) < 0.5, found  # and on one clock
+    assert decoded_seconds_of_audio(path) == pytest.approx(a_span, abs=0.6)
+
+
+async def record_for(
+    source: cp.Source, path: Path, seconds: float = 2.5, **record: object
+) -> cp.Recorder:
+    async with cp.open_pump(source) as pump:
+        await anext(aiter(pump))
+        async with pump.record(path, **record) as recorder:  # type: ignore[arg-type]
+            await asyncio.sleep(seconds)
+    return recorder
+
+
+@pytest.mark.rtsp
+@pytest.mark.parametrize("ending", [".mp4", ".mkv", ".ts"])
+async def test_aac_from_an_ip_camera_is_remuxed_beside_the_video(
+    rtsp_server: RtspServer, tmp_path: Path, ending: str
+) -> None:
+    """RTSP H.264 + AAC: both tracks in MP4, MKV and TS, the AAC as it came, in sync."""
+    recorder = await record_for(
+        cp.Source.rtsp(rtsp_server.url("/h264-aac")), tmp_path / f"a{ending}"
+    )
+    (path,) = recorder.files
+    assert_both_tracks(path, "h264", "aac", 2.5)
+
+
+@pytest.mark.rtsp
+@pytest.mark.parametrize(
+    ("ending", "audio"), [(".mp4", "aac"), (".mkv", "aac"), (".ts", "aac"), (".mov", "pcm_alaw")]
+)
+async def test_g711_from_an_ip_camera_is_kept_where_it_fits_else_encoded_to_aac(
+    rtsp_server: RtspServer,
+    tmp_path: Path,
+    ending: str,
+    audio: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """G.711 A-law: kept in MOV, encoded to AAC for MP4, MKV and TS (said once, at INFO)."""
+    caplog.set_level(logging.INFO, logger="camerapump")
+    recorder = await record_for(
+        cp.Source.rtsp(rtsp_server.url("/h264-alaw")), tmp_path / f"g{ending}"
+    )
+    (path,) = recorder.files
+    assert_both_tracks(path, "h264", audio, 2.5)
+    said = [r.getMessage() for r in caplog.records if "encoded to AAC" in r.getMessage()]
+    assert len(said) == (0 if audio == "pcm_alaw" else 1), said
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.servers
+async def test_adts_aac_from_mpeg_ts_is_recorded_to_mp4(tcp_ts_server, tmp_path: Path) -> None:
+    """MPEG-TS AAC (ADTS, several frames a PES, rate unknown to the short probe) plays in MP4."""
+    assert tcp_ts_server.wait_ready(10)
+    recorder = await record_for(cp.Source.url(tcp_ts_server.url()), tmp_path / "ts.mp4")
+    assert_both_tracks(recorder.files[0], "h264", "aac", 2.5)
+
+
+@pytest.mark.servers
+async def test_rtmp_audio_from_nginx_is_recorded(nginx_rtmp, tmp_path: Path) -> None:
+    """RTMP (FLV) with its AAC sent before the video: both tracks in the MKV."""
+    recorder = await record_for(cp.Source.url(nginx_rtmp.url()), tmp_path / "rtmp.mkv")
+    assert_both_tracks(recorder.files[0], "h264", "aac", 2.5)
+
+
+@pytest.mark.rtsp
+async def test_audio_false_records_the_video_alone(rtsp_server: RtspServer, tmp_path: Path) -> None:
+    """Recorder(audio=False) leaves the source's audio out, silently."""
+    async with cp.open_pump(cp.Source.rtsp(rtsp_server.url("/h264-aac"))) as pump:
+        await anext(aiter(pump))
+        # Pump.record() does not pass audio= yet; the recorder is made as it makes one.
+        recorder = cp.Recorder(
+            pump._worker, pump.source, pump._handle, tmp_path / "v.mp4", audio=False
+        )
+        recorder._attach()
+        async with recorder:
+            await asyncio.sleep(1.5)
+    assert set(tracks(recorder.files[0])) == {"video"}
+
+
+@pytest.mark.rtsp
+async def test_audio_goes_on_in_every_segment_and_after_a_reconnect(
+    own_rtsp_server: RtspServer, tmp_path: Path
+) -> None:
+    """Segments and the file after an outage all carry both tracks."""
+    policy = cp.ReconnectPolicy(initial_backoff=0.2, jitter=0)
+    source = cp.Source.rtsp(own_rtsp_server.url("/h264-aac"))
+    async with cp.open_pump(source, policy=policy) as pump:
+        async with pump.record(tmp_path / "seg.mkv", segment_seconds=1) as recorder:
+            await asyncio.sleep(2.5)
+            own_rtsp_server.kill()
+            while pump.state == "connected":
+                await asyncio.sleep(0.05)
+            own_rtsp_server.restart()
+            async with asyncio.timeout(15):
+                while pump.state != "connected":
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)
+    assert len(recorder.files) >= 3
+    assert recorder.outages == 1
+    for path in recorder.files:
+        assert set(tracks(path)) == {"video", "audio"}, path.name
