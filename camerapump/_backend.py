@@ -128,6 +128,10 @@ def translate(exc: BaseException, source: Source, stage: str) -> CameraError:
         return ConnectionFailed(_transport_refused(source), detail=detail)
     # Specific HTTP/RTSP answers first: they are also generic FFmpegErrors.
     if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+        if not source.secrets:
+            return AuthenticationFailed(
+                f"{label}: the server asks for credentials (none were given)", detail=detail
+            )
         return AuthenticationFailed(f"{label}: the server rejected the credentials", detail=detail)
     if isinstance(exc, av.error.HTTPNotFoundError):
         return ConnectionFailed(f"{label}: the server has no such stream (404)", detail=detail)
@@ -453,8 +457,13 @@ def check_fps(source: Source, config: StreamConfig, fmt: StreamFormat) -> None:
         raise FormatNotSupported(
             f"{source.label}: asked for {config.fps:g} fps, but the source gives "
             f"{fmt.width}x{fmt.height} at {'about ' if fmt.fps_measured else ''}{fmt.fps:g} fps "
-            f"({fmt.codec}); for fewer frames a second, ask for "
-            f"output=cp.Output(max_fps={config.fps:g}) instead"
+            f"({fmt.codec})"
+            + (
+                f"; for fewer frames a second, ask for output=cp.Output(max_fps={config.fps:g}) "
+                "instead"
+                if config.fps < fmt.fps
+                else ""
+            )
         )
 
 
@@ -494,12 +503,12 @@ def negotiate(
     if problems:
         fps_text = "unknown fps" if fps is None else f"{fps:g} fps"
         hint = ""
-        if config.width is not None or config.fps is not None:
-            wants = []
-            if config.width is not None:
-                wants.append(f"width={config.width}, height={config.height}")
-            if config.fps is not None:
-                wants.append(f"max_fps={config.fps:g}")
+        wants = []
+        if config.width is not None:
+            wants.append(f"width={config.width}, height={config.height}")
+        if config.fps is not None and fps is not None and config.fps < fps:
+            wants.append(f"max_fps={config.fps:g}")  # a rate limit gives fewer, never more
+        if wants:
             hint = (
                 "; for resized or fewer frames from this source, leave StreamConfig open and "
                 f"ask for output=cp.Output({', '.join(wants)})"

@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, cast
 from urllib.parse import urlsplit
 
 import av
@@ -60,7 +60,7 @@ from ._image import IMAGE_CODECS, save_image
 from ._output import FITS, Output
 from ._pump import Pump, PumpStatistics, open_pump
 from ._record import _CONTAINERS, Recorder, RecordingFailed
-from ._source import Source
+from ._source import Source, Transport
 from ._status import Connected, GaveUp, PumpStatus, Reconnecting
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
@@ -222,7 +222,12 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, optional: bool = Fa
         metavar="VAR",
         help="read the password from environment variable VAR (never from the command line)",
     )
-    group.add_argument("--udp", action="store_true", help="RTSP over UDP (default: TCP)")
+    group.add_argument(
+        "--transport",
+        choices=("auto", "tcp", "udp"),
+        help="RTSP transport (default auto: TCP, and UDP when the server offers no TCP)",
+    )
+    group.add_argument("--udp", action="store_true", help="the same as --transport udp")
     group.add_argument(
         "--open-timeout",
         type=_positive(float),
@@ -362,6 +367,9 @@ def _add_record(commands: Any) -> None:
         "--segment", type=_positive(float), metavar="S", help="start a new file every S seconds"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    parser.add_argument(
+        "--no-audio", action="store_true", help="record the video only (default: keep the audio)"
+    )
     add_common_arguments(parser)
     add_format_arguments(parser)
     add_reconnect_arguments(parser)
@@ -457,8 +465,11 @@ def source_from_args(args: argparse.Namespace) -> Source:
         raise UsageError(f"--username and --password-env are for stream URLs, not {source}")
     if args.open_timeout is not None and not network:
         raise UsageError(f"--open-timeout is for stream URLs, not {source}")
-    if args.udp and source.kind != "rtsp":
-        raise UsageError(f"--udp is for RTSP, not {source}")
+    transport = "udp" if args.udp else args.transport
+    if args.udp and args.transport not in (None, "udp"):
+        raise UsageError("--udp and --transport disagree; give one of them")
+    if transport is not None and source.kind != "rtsp":
+        raise UsageError(f"--transport and --udp are for RTSP, not {source}")
     if args.loop and source.kind != "file":
         raise UsageError(f"--loop is for files, not {source}")
     try:
@@ -467,7 +478,7 @@ def source_from_args(args: argparse.Namespace) -> Source:
                 str(source.target),
                 username=args.username,
                 password=password,
-                transport="udp" if args.udp else source.transport,
+                transport=cast("Transport", transport or source.transport),
                 open_timeout=args.open_timeout or source.open_timeout,
             )
         elif source.kind == "stream":
@@ -1044,7 +1055,7 @@ async def _record(run: Run) -> int:
     async with await _open(run, source, config, policy=policy_from_args(args)) as pump:
         # Attach the recorder first, before any await: it starts at the keyframe
         # of the GOP in progress, which is the first one for a file.
-        recorder = pump.record(target, segment_seconds=args.segment)
+        recorder = pump.record(target, segment_seconds=args.segment, audio=not args.no_audio)
         if source.is_live:
             pump.set_active(False)  # recording needs packets, not converted frames
         # A file or pattern stays active, so it plays at its own pace: paused, it

@@ -365,7 +365,9 @@ class Mailbox:
         self._target = target
         self._gone = on_gone
         self._lock = threading.Lock()
-        self._frames: deque[tuple[Pick, Frame]] = deque()
+        # Frames, and format changes in their place among them (None, format):
+        # a consumer must hear of a new size before it gets frames of that size.
+        self._frames: deque[tuple[Pick, Frame] | tuple[None, StreamFormat]] = deque()
         self._scheduled = False
         #: Frames given up in the mailbox while the loop did not take them.
         self.dropped = 0
@@ -386,7 +388,7 @@ class Mailbox:
         self._post(self._target.on_finished, error, reason, first)
 
     def format_changed(self, fmt: StreamFormat) -> None:
-        self._post(self._target.on_format_changed, fmt)
+        self._enqueue((None, fmt))
 
     def exited(self) -> None:
         self._post(self._target.on_exited)
@@ -395,26 +397,37 @@ class Mailbox:
         return self._handle.post(_nothing)
 
     def frame(self, pick: Pick, frame: Frame) -> None:
+        self._enqueue((pick, frame))
+
+    def _enqueue(self, item: tuple[Pick, Frame] | tuple[None, StreamFormat]) -> None:
         with self._lock:
             if len(self._frames) >= _MAILBOX_LIMIT:
                 # The loop is blocked: the oldest frame goes (the consumers'
-                # buffers would replace it anyway).
-                self._frames.popleft()
-                self.dropped += 1
-            self._frames.append((pick, frame))
+                # buffers would replace it anyway); a format change stays.
+                for index, (pick, _) in enumerate(self._frames):
+                    if pick is not None:
+                        del self._frames[index]
+                        self.dropped += 1
+                        break
+            self._frames.append(item)
             if self._scheduled:
                 return
             self._scheduled = True
         self._post(self._drain)
 
     def _drain(self) -> None:
-        """On the loop: hand over what the mailbox holds."""
+        """On the loop: hand over what the mailbox holds, in order."""
         with self._lock:
-            frames = list(self._frames)
+            items = list(self._frames)
             self._frames.clear()
             self._scheduled = False
-        for pick, frame in frames:
-            self._target.on_frame(pick, frame)
+        for pick, payload in items:
+            if pick is None:
+                assert isinstance(payload, StreamFormat)
+                self._target.on_format_changed(payload)
+            else:
+                assert isinstance(payload, Frame)
+                self._target.on_frame(pick, payload)
 
 
 def _nothing() -> None:

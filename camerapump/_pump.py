@@ -469,6 +469,7 @@ class Pump:
         *,
         segment_seconds: float | None = None,
         container: str | None = None,
+        audio: bool = True,
     ) -> Recorder:
         """Record the stream to a file without re-encoding; see :class:`Recorder`.
 
@@ -482,6 +483,9 @@ class Pump:
             segment_seconds: Roll over to a new file at the first keyframe after
                 this many seconds; ``None`` writes one file (a new one per session).
             container: The container format; ``None`` goes by the file name.
+            audio: Keep the source's audio track (remuxed where the container
+                holds its codec, else encoded to AAC; see :class:`Recorder`);
+                ``False`` records the video only.
 
         Returns:
             The recorder: ``await recorder.stop()``, or use it as ``async with``.
@@ -495,6 +499,7 @@ class Pump:
             path,
             segment_seconds=segment_seconds,
             container=container,
+            audio=audio,
         )
         recorder._attach()
         return recorder

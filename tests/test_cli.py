@@ -719,3 +719,24 @@ def test_an_interrupted_record_finishes_its_file_lists_it_and_exits_128_plus_sig
     with av.open(str(out)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames > 20
+
+
+def test_record_no_audio_leaves_the_audio_track_out(
+    rtsp_server: RtspServer, tmp_path: Path
+) -> None:
+    """`record --no-audio` of an H.264 + AAC stream writes video only; without it, both."""
+    url = rtsp_server.url("/h264-aac")
+    with_audio, without = tmp_path / "a.mkv", tmp_path / "v.mkv"
+    assert run("record", url, "-o", str(with_audio), "--seconds", "1.5").returncode == 0
+    assert run("record", url, "-o", str(without), "--seconds", "1.5", "--no-audio").returncode == 0
+    with av.open(str(with_audio)) as both, av.open(str(without)) as video:
+        assert (len(both.streams.video), len(both.streams.audio)) == (1, 1)
+        assert (len(video.streams.video), len(video.streams.audio)) == (1, 0)
+
+
+def test_transport_is_for_rtsp_and_must_agree_with_udp(video_file: Path) -> None:
+    """--transport on a file, or --udp against --transport tcp, is a usage error (exit 2)."""
+    on_file = run("probe", str(video_file), "--transport", "tcp")
+    assert on_file.returncode == 2 and "are for RTSP" in on_file.stderr
+    clash = run("probe", "rtsp://127.0.0.1:1/x", "--udp", "--transport", "tcp")
+    assert clash.returncode == 2 and "disagree" in clash.stderr
