@@ -82,8 +82,9 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-def _proc_net(table: str, port: int, state: str | None) -> bool:
+def _proc_net(table: str, port: int, state: str | tuple[str, ...] | None) -> bool:
     """True if /proc/net/``table`` has a socket bound to 127.0.0.1 or 0.0.0.0:``port``."""
+    states = (state,) if isinstance(state, str) else state
     suffix = f":{port:04X}"
     try:
         lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
@@ -92,7 +93,7 @@ def _proc_net(table: str, port: int, state: str | None) -> bool:
     for line in lines:
         fields = line.split()
         local, st = fields[1], fields[3]
-        if local in (f"0100007F{suffix}", f"00000000{suffix}") and state in (None, st):
+        if local in (f"0100007F{suffix}", f"00000000{suffix}") and (states is None or st in states):
             return True
     return False
 
@@ -103,6 +104,16 @@ def tcp_listening(port: int) -> bool:
     A connect would be the one client that an FFmpeg ``-listen 1`` server serves.
     """
     return _proc_net("tcp", port, "0A")  # 0A: TCP_LISTEN
+
+
+def tcp_serving(port: int) -> bool:
+    """True if something listens on, or already serves a client from, TCP 127.0.0.1:``port``.
+
+    A ``-listen 1`` server stops listening the moment its client connects; a
+    client that reconnects at once (a pump) can make the LISTEN state too brief
+    to be seen.
+    """
+    return _proc_net("tcp", port, ("0A", "01"))  # 01: TCP_ESTABLISHED
 
 
 def udp_bound(port: int) -> bool:
@@ -167,6 +178,7 @@ class _Service:
         argv: Callable[[], list[str]],
         ready: Callable[[], bool] | None = None,
         *,
+        serving: Callable[[], bool] | None = None,
         respawn: bool = False,
         respawn_delay: float = 0.0,
         cwd: Path | None = None,
@@ -174,6 +186,9 @@ class _Service:
         self.name = name
         self._argv = argv
         self._ready_check = ready or (lambda: True)
+        # For the first start only: a -listen 1 server whose client connected in the
+        # 20 ms between two looks never showed LISTEN, yet it is up and serving.
+        self._serving_check = serving or (lambda: False)
         self.respawn = respawn
         self.respawn_delay = respawn_delay
         self._cwd = cwd
@@ -253,7 +268,9 @@ class _Service:
         try:
             while not (self._quit.is_set() or self._stopping.is_set()):
                 proc = self._spawn()
-                error = self._wait_until_ready(proc, deadline if first else time.monotonic() + 10)
+                error = self._wait_until_ready(
+                    proc, deadline if first else time.monotonic() + 10, first=first
+                )
                 if error is None:
                     self._ready.set()
                     if first:
@@ -302,11 +319,13 @@ class _Service:
         self.spawns += 1
         return proc
 
-    def _wait_until_ready(self, proc: subprocess.Popen[bytes], deadline: float) -> str | None:
+    def _wait_until_ready(
+        self, proc: subprocess.Popen[bytes], deadline: float, *, first: bool
+    ) -> str | None:
         while True:
             if proc.poll() is not None:
                 return f"exited with status {proc.returncode}"
-            if self._ready_check():
+            if self._ready_check() or (first and self._serving_check()):
                 return None
             if self._quit.is_set() or self._stopping.is_set():
                 return "stopped"
@@ -442,6 +461,7 @@ class MjpegHttpServer(_OneService):
             "ffmpeg-mjpeg",
             self._argv,
             ready=lambda: tcp_listening(self.backend_port),
+            serving=lambda: tcp_serving(self.backend_port),
             respawn=True,
         )
 
@@ -669,7 +689,11 @@ class RtmpListenServer(_OneService):
         self.width, self.height, self.fps, self.gop = width, height, fps, gop
         self.audio, self.app, self.stream = audio, app, stream
         self._service = _Service(
-            "ffmpeg-rtmp", self._argv, ready=lambda: tcp_listening(self.port), respawn=True
+            "ffmpeg-rtmp",
+            self._argv,
+            ready=lambda: tcp_listening(self.port),
+            serving=lambda: tcp_serving(self.port),
+            respawn=True,
         )
 
     def _argv(self) -> list[str]:
@@ -935,6 +959,7 @@ class FfmpegTsServer(_OneService):
             f"ffmpeg-ts-{transport}",
             self._argv,
             ready=(lambda: tcp_listening(self.port)) if listen else None,
+            serving=(lambda: tcp_serving(self.port)) if listen else None,
             respawn=listen,
         )
 
