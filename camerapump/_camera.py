@@ -94,6 +94,8 @@ class _ThreadSink:
             self.cond.notify_all()
 
     def finished(self, error: CameraError | None, reason: str | None, *, first: bool) -> None:
+        if error is not None:
+            error.__context__ = None  # never chain anything that might quote a URL
         with self.cond:
             if reason is not None:
                 self._emit(GaveUp(reason))

@@ -402,10 +402,12 @@ class Mailbox:
     def _enqueue(self, item: tuple[Pick, Frame] | tuple[None, StreamFormat]) -> None:
         with self._lock:
             if len(self._frames) >= _MAILBOX_LIMIT:
-                # The loop is blocked: the oldest frame goes (the consumers'
-                # buffers would replace it anyway); a format change stays.
+                # The loop is blocked: the oldest frame for eager consumers goes
+                # (their buffers would replace it anyway).  A frame that serves a
+                # waiting consumer's ticket stays, or that consumer would wait for
+                # good; so does a format change.  Tickets bound those.
                 for index, (pick, _) in enumerate(self._frames):
-                    if pick is not None:
+                    if pick is not None and not pick.serves:
                         del self._frames[index]
                         self.dropped += 1
                         break

@@ -49,11 +49,14 @@ class Pick:
         output: What to convert to.
         epoch: The tickets it serves.
         stream: Whether eager consumers take it too (every frame of the stream).
+        serves: Whether it serves tickets (a consumer waits for this very frame,
+            so it must not be dropped on the way).
     """
 
     output: Output
     epoch: int
     stream: bool
+    serves: bool = False
 
 
 class Demand:
@@ -62,6 +65,9 @@ class Demand:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._wants: dict[Output, Want] = {}
+        # Epochs are unique over the whole pump, not per output: a Want made
+        # again for an output must not reuse an epoch of a frame still on its way.
+        self._epochs = 0
         #: All frame consumers want keyframes only: the decoder may skip the rest.
         self.skip_nonkey = False
         #: Set while frames for the stream are wanted at all (not paused).
@@ -77,7 +83,8 @@ class Demand:
         with self.lock:
             want = self._wants.get(output)
             if want is None:
-                want = self._wants[output] = Want(output)
+                self._epochs += 1
+                want = self._wants[output] = Want(output, epoch=self._epochs)
             want.refs += 1
             self._update_skip()
 
@@ -173,8 +180,9 @@ class Demand:
                     ):
                         continue
                     want.last_pick = clock
-                picks.append(Pick(output, want.epoch, stream))
-                want.epoch += 1
+                picks.append(Pick(output, want.epoch, stream, serves=want.tickets > 0))
+                self._epochs += 1
+                want.epoch = self._epochs
                 want.tickets = 0
                 want.captures = 0
         return picks

@@ -41,7 +41,7 @@ from ._delivery import (
 from ._demand import Demand, Pick
 from ._errors import CameraError
 from ._frame import Frame
-from ._handoff import LoopHandle
+from ._handoff import LoopHandle, current_backend
 from ._output import Output
 from ._record import Recorder
 from ._source import Source
@@ -184,7 +184,15 @@ class Pump:
         self._active = True
         self._reconnects = 0
         self._attempts = 0
-        self._status: asyncio.Queue[PumpStatus] | StatusQueue = StatusQueue()
+        # The queue type follows the event loop; made here when one runs, so that a
+        # reference taken before the pump starts is the one that gets the events.
+        try:
+            self._status_backend: str | None = current_backend()
+        except RuntimeError:
+            self._status_backend = None
+        self._status: asyncio.Queue[PumpStatus] | StatusQueue = new_status_queue(
+            self._status_backend or "trio"
+        )
         self._handle: LoopHandle | None = None
         self._first: anyio.Event | None = None
         self._first_error: CameraError | None = None
@@ -216,7 +224,8 @@ class Pump:
             raise RuntimeError("a pump can be started only once")
         handle = LoopHandle()
         self._handle = handle
-        self._status = new_status_queue(handle.backend)
+        if handle.backend != self._status_backend:  # made outside any loop, or on another
+            self._status = new_status_queue(handle.backend)
         self._first = anyio.Event()
         self._thread_done = anyio.Event()
         self._mailbox = Mailbox(handle, self, self._nobody_listens)
@@ -252,7 +261,9 @@ class Pump:
         captures return ``None``.  Then this waits for the decode thread, which
         closes the container itself (the only safe way), but never more than
         about a second: a thread inside a blocking open (bounded by the
-        source's ``open_timeout``) finishes that on its own and exits.  The
+        source's ``open_timeout``), or inside a read of a silent stream URL
+        other than RTSP (bounded by the stall timeout), finishes that on its
+        own, closes the source and exits.  The
         wait is shielded, so a caller cancelled meanwhile (any kind of
         cancellation, asyncio or trio) gets its cancellation and the pump
         still closes completely.
@@ -297,8 +308,9 @@ class Pump:
             await anyio.sleep(0.002)
         if thread.is_alive():
             logger.warning(
-                "%s: the decode thread is still in a blocking open; it exits by itself "
-                "within the open timeout",
+                "%s: the decode thread is still inside a blocking FFmpeg call (an open, or a "
+                "read of a silent stream URL); it closes the source and exits by itself within "
+                "that call's timeout (open_timeout, or stall_timeout for a stream URL's read)",
                 self._source.label,
             )
         else:

@@ -334,7 +334,8 @@ class Recorder:
     @property
     def footage_seconds(self) -> float:
         """Seconds of stream recorded so far, over every file (the current one included)."""
-        return self._footage + self._current_footage()
+        with self._lock:
+            return self._footage + self._current_footage()
 
     @property
     def outages(self) -> int:
@@ -750,8 +751,10 @@ class Recorder:
                     self._mux(packet)
             except (av.error.FFmpegError, OSError, ValueError) as exc:
                 self._drop_audio(exc)
-        self._footage += self._current_footage()
-        self._out = self._out_stream = self._out_path = None
+        # One step for a reader on the event loop: never this file twice, nor not at all.
+        with self._lock:
+            self._footage, self._out = self._footage + self._current_footage(), None
+        self._out_stream = self._out_path = None
         try:
             if self._encode:
                 stream = out.streams.video[0]

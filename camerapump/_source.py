@@ -16,7 +16,7 @@ from typing import Literal
 
 from ._config import is_positive_number
 from ._redact import redact_url, secrets_of
-from ._urls import check_source_text, check_url, with_credentials
+from ._urls import check_source_text, check_url, echo, with_credentials
 
 __all__ = [
     "KIND_TRAITS",
@@ -321,7 +321,8 @@ class Source:
         if Path(text).is_file():
             return cls.file(text)
         raise ValueError(
-            f"{text!r} is not a source: use a stream URL (rtsp://, http://, rtmp://, ...), a "
+            # Quoted masked: a mistyped URL (rtsp:/admin:pw@cam) still holds its password.
+            f"{echo(text)!r} is not a source: use a stream URL (rtsp://, http://, rtmp://, ...), a "
             "camera index or /dev/videoN, usb:NAME, test: or test:PATTERN, or the path of an "
             "existing file"
         )

@@ -24,6 +24,7 @@ __all__ = [
     "NETWORK_SCHEMES",
     "check_source_text",
     "check_url",
+    "echo",
     "with_credentials",
 ]
 
@@ -70,7 +71,7 @@ def _describe(char: str) -> str:
     return f"{name}, U+{ord(char):04X}"
 
 
-def _echo(text: str) -> str:
+def echo(text: str) -> str:
     """``text`` redacted for an error message, cautiously, and cut to a readable length.
 
     Text refused as a URL may not be one (no scheme, so :func:`redact_url` leaves it
@@ -104,12 +105,12 @@ def _check_text(value: object, what: str, *, whitespace: bool) -> str:
         if _is_control(char):
             raise ValueError(
                 f"{what} must not contain control characters (CR, LF, NUL, tab, ...): "
-                f"found {_describe(char)} in {_echo(text)!r}"
+                f"found {_describe(char)} in {echo(text)!r}"
             )
         if not whitespace and char.isspace():
             raise ValueError(
                 f"{what} must not contain spaces or other white space (percent-encode a space "
-                f"as %20): found {_describe(char)} in {_echo(text)!r}"
+                f"as %20): found {_describe(char)} in {echo(text)!r}"
             )
     return text
 
@@ -134,14 +135,14 @@ def check_url(value: object, schemes: Collection[str] = NETWORK_SCHEMES) -> str:
     accepted = ", ".join(f"{s}://" for s in schemes)
     scheme = _SCHEME.match(text)
     if scheme is None:
-        raise ValueError(f"a network URL starts with one of {accepted} (got {_echo(text)!r})")
+        raise ValueError(f"a network URL starts with one of {accepted} (got {echo(text)!r})")
     if scheme.group(1).lower() not in {s.lower() for s in schemes}:
         raise ValueError(
             f"unsupported URL scheme {scheme.group(1)!r}: a network URL starts with one of "
             f"{accepted}"
         )
     if scheme.end() == len(text):
-        raise ValueError(f"the URL {_echo(text)!r} names no host")
+        raise ValueError(f"the URL {echo(text)!r} names no host")
     return text
 
 
@@ -172,7 +173,7 @@ def check_source_text(value: object) -> str:
         encoded = os.fsencode(text)
     except UnicodeError:
         raise ValueError(
-            f"a source must be encodable as a file name; {_echo(text)!r} is not"
+            f"a source must be encodable as a file name; {echo(text)!r} is not"
         ) from None
     separators = {os.fsencode(sep) for sep in (os.sep, os.altsep) if sep}
     parts = [encoded]
@@ -181,7 +182,7 @@ def check_source_text(value: object) -> str:
     longest = max(len(part) for part in parts)
     if len(encoded) > MAX_PATH_BYTES or longest > MAX_NAME_BYTES:
         raise ValueError(
-            f"{_echo(text)!r} is not a source: too long for a file path (at most "
+            f"{echo(text)!r} is not a source: too long for a file path (at most "
             f"{MAX_NAME_BYTES} bytes a name and {MAX_PATH_BYTES} in all)"
         )
     return text
@@ -228,7 +229,7 @@ def with_credentials(url: str, username: str | None, password: str | None) -> st
     secret = None if password is None else _check_credential(password, "password")
     prefix, _, _ = split_userinfo(url)
     if not prefix:
-        raise ValueError(f"credentials go into a URL with a scheme, not {_echo(url)!r}")
+        raise ValueError(f"credentials go into a URL with a scheme, not {echo(url)!r}")
     # The strict reading (FFmpeg's) decides: a "cam:554/s?to=ops@example.com" query
     # has an "@" but no user info, and the new credentials are the ones FFmpeg uses.
     existing = split_authority_userinfo(url)

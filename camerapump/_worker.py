@@ -251,6 +251,9 @@ class Worker:
         self._clock_offset: float | None = None  # monotonic minus stream clock, this session
         #: ``time.monotonic()`` of the last decoded frame.
         self.last_frame_at = 0.0
+        # What the stall watchdog counts from: the last picture, or the last video
+        # packet while the decoder skips all but keyframes.
+        self._alive_at = 0.0
         #: Frames that failed to decode and were skipped (corrupt or lost packets).
         self.decode_errors = 0
         #: Conversions made (one per frame and distinct output).
@@ -317,12 +320,14 @@ class Worker:
         with self._cond:
             self._tap_changes.append((True, tap))
             self._cond.notify_all()
+        self._space.set()  # a processed file's thread may be waiting for its consumer
 
     def remove_tap(self, tap: PacketTap) -> None:
         """Detach a tap; the decode thread calls its ``_tap_close()`` soon."""
         with self._cond:
             self._tap_changes.append((False, tap))
             self._cond.notify_all()
+        self._space.set()
 
     def release_credit(self) -> None:
         """The consumer took a frame: the thread may deliver one more (processed files)."""
@@ -384,7 +389,7 @@ class Worker:
             self._device.remember(source)
         self._container, self._stream, self._format = container, stream, fmt
         self._session_packets, self._prelude = packets, prelude
-        self.last_frame_at = time.monotonic()
+        self.last_frame_at = self._alive_at = time.monotonic()
         logger.debug("%s open: %s", self.source.label, fmt)
         return fmt
 
@@ -571,12 +576,14 @@ class Worker:
                 if not resumes:
                     # A stream URL waits for data up to the stall timeout, and its
                     # container cannot read on after that: the stream stalled.
-                    timeout = container.read_timeout
-                    raise StreamTimeout(
-                        f"{self.source.label}: no data for {timeout:g} s (stalled)"
-                    ) from None
-                yield None
-                continue
+                    # (Raised below, outside this block: PyAV's error quotes the
+                    # URL with its password, and must not ride along as context.)
+                    error = StreamTimeout(
+                        f"{self.source.label}: no data for {container.read_timeout:g} s (stalled)"
+                    )
+                else:
+                    yield None
+                    continue
             except av.error.OSError as exc:
                 # A slow RTSP stream read with a short timeout sometimes reports EIO
                 # between packets (measured: every few seconds at 1-2 fps); the next
@@ -627,6 +634,7 @@ class Worker:
         skipping = False
         await_key = False  # after skipping non-key frames: the next ones lack references
         gop = self._gop
+        gop_full = False
         prelude = self._prelude
         video = stream.index
         packets = self._session_packets or self._packets(container, stream)
@@ -640,7 +648,7 @@ class Worker:
                 self._apply_tap_changes()
             if self.stopping():
                 return SessionEnd(None, None)
-            if live and stalled(time.monotonic(), self.last_frame_at, stall):
+            if live and stalled(time.monotonic(), self._alive_at, stall):
                 logger.info("%s: no frame for %.1f s; restarting the session", source.label, stall)
                 return SessionEnd(
                     StreamTimeout(f"{source.label}: no frame for {stall:g} s (stalled)"),
@@ -691,17 +699,28 @@ class Worker:
                         frames = []
             if packet.stream_index != video:
                 # Audio, demuxed for the taps: kept with the GOP, never decoded.
-                if gop and len(gop) < _MAX_GOP_PACKETS:
+                if gop and not gop_full and len(gop) < _MAX_GOP_PACKETS:
                     gop.append(packet)
                 if self._taps:
                     self._each_tap("_tap_packet", packet)
                 continue
             if packet.is_corrupt:
                 self._damaged = True
+            if skipping or await_key:
+                # The decoder gives a picture a GOP only: the video packets are
+                # what says the stream is alive (a GOP may outlast stall_timeout).
+                self._alive_at = time.monotonic()
             if packet.is_keyframe:
                 gop.clear()
-            if len(gop) < _MAX_GOP_PACKETS and (gop or packet.is_keyframe):
-                gop.append(packet)
+                gop_full = False
+            if not gop_full and (gop or packet.is_keyframe):
+                if len(gop) < _MAX_GOP_PACKETS:
+                    gop.append(packet)
+                else:
+                    # A GOP too long to keep: a recording that starts now starts at
+                    # the next keyframe, not with a hole after the first 600 packets.
+                    gop.clear()
+                    gop_full = True
             if self._taps:
                 self._each_tap("_tap_packet", packet)
             for vframe in frames:
@@ -797,7 +816,7 @@ class Worker:
 
     def _deliver(self, vframe: VideoFrame, pts: float | None, key: bool) -> None:
         now = time.monotonic()
-        self.last_frame_at = now
+        self.last_frame_at = self._alive_at = now
         self._recent.append(now)
         sequence = self._sequence
         self._sequence += 1
@@ -836,6 +855,8 @@ class Worker:
             if self.stopping():
                 self._waiting_for_space = False
                 return
+            if self._tap_changes:
+                self._apply_tap_changes()  # a recorder that stops must not wait for the consumer
             for pick in self.demand.pick(keyframe=meta.key, clock=clock, eager=False):
                 self._sink.frame(pick, self._convert(pick.output, vframe, meta))
         self._waiting_for_space = False

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -153,12 +153,29 @@ class _LiveStream(StreamingResponse):
     """
 
     def __init__(
-        self, chunks: AsyncGenerator[bytes, None], media_type: str, headers: dict[str, str]
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        media_type: str,
+        headers: dict[str, str],
+        *,
+        release: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(chunks, media_type=media_type, headers={**_NO_STORE, **headers})
         self._chunks = chunks
+        # What the request holds (a viewer's place in a feed), given back here and
+        # not in the generator: a generator closed before it ever ran (a client
+        # gone before the headers went out) never runs its finally.
+        self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._serve(receive, send)
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as tg:
 
             async def until_disconnect() -> None:
@@ -312,20 +329,18 @@ class _Views:
             self._mjpeg_parts(feed),
             f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             {"X-Accel-Buffering": "no"},  # a proxy in front must not hold parts back
+            release=lambda: self.hub.leave(feed),
         )
 
     async def _mjpeg_parts(self, feed: Feed) -> AsyncGenerator[bytes, None]:
-        try:
-            yield f"--{BOUNDARY}\r\n".encode()
-            seen = 0
-            while True:
-                jpeg = await feed.next(seen)
-                if jpeg is None:
-                    return
-                seen = jpeg.number
-                yield jpeg.part  # the same bytes for every viewer: built once
-        finally:
-            self.hub.leave(feed)
+        yield f"--{BOUNDARY}\r\n".encode()
+        seen = 0
+        while True:
+            jpeg = await feed.next(seen)
+            if jpeg is None:
+                return
+            seen = jpeg.number
+            yield jpeg.part  # the same bytes for every viewer: built once
 
     async def events(self, request: Request) -> Response:
         camera = self._camera(request)

@@ -336,6 +336,7 @@ class Hub:
             present = {s.pump for s in states}
             for pump, state in list(self._states.items()):
                 if pump not in present and not state.feeds:
+                    state.feed.close()  # and its status feed: the pump keeps no copy for it
                     del self._states[pump]
         return states
 
