@@ -1,4 +1,4 @@
-"""Defects found by the review of the rewrite (mailbox, viewer, chains, recorder, stalls, echoes)."""
+"""Defects found by the review of the rewrite: mailbox, viewer, chains, recorder, stalls."""
 
 from __future__ import annotations
 
