@@ -209,6 +209,18 @@ class _Views:
 
     # -- helpers ----------------------------------------------------------------------
 
+    def _picture(self, request: Request) -> tuple[CameraState, int] | Response:
+        """The camera and width a picture request names, or the error response."""
+        camera = self._camera(request)
+        if isinstance(camera, Response):
+            return camera
+        width = self._width(request)
+        if isinstance(width, Response):
+            return width
+        if self.hub.closed:
+            return _error(503, "the server is shutting down")
+        return camera, width
+
     def _camera(self, request: Request) -> CameraState | Response:
         camera = self.hub.camera(str(request.path_params["camera"]))
         if camera is None:
@@ -263,14 +275,10 @@ class _Views:
         return JSONResponse(body, headers=_NO_STORE)
 
     async def snapshot(self, request: Request) -> Response:
-        camera = self._camera(request)
-        if isinstance(camera, Response):
-            return camera
-        width = self._width(request)
-        if isinstance(width, Response):
-            return width
-        if self.hub.closed:
-            return _error(503, "the server is shutting down")
+        target = self._picture(request)
+        if isinstance(target, Response):
+            return target
+        camera, width = target
         jpeg: Jpeg | None = None
         with anyio.move_on_after(SNAPSHOT_TIMEOUT):
             if camera.pump.active:
@@ -313,14 +321,10 @@ class _Views:
         return Jpeg(data, 1, frame.sequence, frame.captured_at, frame.width, frame.height)
 
     async def mjpeg(self, request: Request) -> Response:
-        camera = self._camera(request)
-        if isinstance(camera, Response):
-            return camera
-        width = self._width(request)
-        if isinstance(width, Response):
-            return width
-        if self.hub.closed:
-            return _error(503, "the server is shutting down")
+        target = self._picture(request)
+        if isinstance(target, Response):
+            return target
+        camera, width = target
         try:
             feed = self.hub.join(camera, width)
         except TooManySizes as exc:
