@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import av
+from _stats import percentile
 
 Result = dict[str, Any]
 
@@ -55,14 +56,16 @@ def emit(line: str) -> None:
     sys.stdout.flush()
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+def open_cv2_rtsp(url: str) -> Any:
+    """OpenCV's ``VideoCapture`` on an RTSP URL over TCP, with bounded open and reads."""
+    import cv2  # noqa: PLC0415
+
+    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+    return cv2.VideoCapture(
+        url,
+        cv2.CAP_FFMPEG,
+        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
+    )
 
 
 def cpu_now() -> float:
@@ -288,15 +291,10 @@ class Clients:
         out = self.spec.get("shape") or {}
         send, receive = anyio.create_memory_object_stream[tuple[int, float]](100_000)
         loop = anyio.lowlevel.current_token().native_token
-        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
 
         def run(i: int) -> None:
             gate = RateGate(out.get("max_fps"))
-            cap = cv2.VideoCapture(
-                self.spec["url"],
-                cv2.CAP_FFMPEG,
-                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
-            )
+            cap = open_cv2_rtsp(self.spec["url"])
             try:
                 while not self.stop.is_set():
                     # OpenCV's advice for a consumer that wants some frames: grab()
@@ -632,12 +630,7 @@ def _slow_thread(variant: str, url: str, work: float, note: Callable[[float | No
         return
     import cv2  # noqa: PLC0415
 
-    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
-    cap = cv2.VideoCapture(
-        url,
-        cv2.CAP_FFMPEG,
-        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
-    )
+    cap = open_cv2_rtsp(url)
     try:
         reads = 0
         while True:
@@ -692,14 +685,7 @@ def _ttff_thread(variant: str, url: str, t0: float) -> float:
                 frame.to_ndarray(format="bgr24")
                 return time.monotonic() - t0
         return float("nan")
-    import cv2  # noqa: PLC0415
-
-    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
-    cap = cv2.VideoCapture(
-        url,
-        cv2.CAP_FFMPEG,
-        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
-    )
+    cap = open_cv2_rtsp(url)
     try:
         ok, _img = cap.read()
         return time.monotonic() - t0 if ok else float("nan")
@@ -800,14 +786,7 @@ def _reconnect_thread(variant: str, url: str, note: Callable[[], bool], out: Res
         except Exception as exc:
             out["ended_at"], out["end"] = time.monotonic(), type(exc).__name__
         return
-    import cv2  # noqa: PLC0415
-
-    os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
-    cap = cv2.VideoCapture(
-        url,
-        cv2.CAP_FFMPEG,
-        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000],
-    )
+    cap = open_cv2_rtsp(url)
     try:
         while True:
             ok, _img = cap.read()

@@ -21,6 +21,7 @@ except ImportError:
     sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
+from _stats import percentile  # noqa: E402
 
 try:  # the `bench` extra; the OpenCV lines are skipped without it
     import cv2
@@ -28,17 +29,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     cv2 = None  # type: ignore[assignment]
 
 __all__ = ["ROOT", "cv2", "machine_info", "make_test_file", "percentile", "summary"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) by linear interpolation; NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def summary(values: list[float]) -> dict[str, float]:
