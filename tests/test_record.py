@@ -32,6 +32,17 @@ def probe(path: Path) -> tuple[str, int, float, bool]:
         return stream.codec_context.name, frames, duration, first_key
 
 
+async def _outage(pump: cp.Pump, server: RtspServer) -> None:
+    """Kill the server, see the pump lose it, restart it, wait until the pump is back."""
+    server.kill()
+    while pump.state == "connected":
+        await asyncio.sleep(0.05)
+    server.restart()
+    async with asyncio.timeout(15):
+        while pump.state != "connected":
+            await asyncio.sleep(0.05)
+
+
 async def test_recording_an_rtsp_stream_remuxes_h264_without_reencoding(
     rtsp_server: RtspServer, tmp_path: Path
 ) -> None:
@@ -91,13 +102,7 @@ async def test_recording_continues_across_a_reconnect(
     async with cp.open_pump(cp.Source.rtsp(own_rtsp_server.url()), policy=policy) as pump:
         async with pump.record(tmp_path / "across.mp4") as recorder:
             await asyncio.sleep(1.0)
-            own_rtsp_server.kill()
-            while pump.state == "connected":
-                await asyncio.sleep(0.05)
-            own_rtsp_server.restart()
-            async with asyncio.timeout(15):
-                while pump.state != "connected":
-                    await asyncio.sleep(0.05)
+            await _outage(pump, own_rtsp_server)
             await asyncio.sleep(1.5)
     assert len(recorder.files) == 2
     assert recorder.files[0] == tmp_path / "across.mp4"
@@ -316,13 +321,7 @@ async def test_audio_goes_on_in_every_segment_and_after_a_reconnect(
     async with cp.open_pump(source, policy=policy) as pump:
         async with pump.record(tmp_path / "seg.mkv", segment_seconds=1) as recorder:
             await asyncio.sleep(2.5)
-            own_rtsp_server.kill()
-            while pump.state == "connected":
-                await asyncio.sleep(0.05)
-            own_rtsp_server.restart()
-            async with asyncio.timeout(15):
-                while pump.state != "connected":
-                    await asyncio.sleep(0.05)
+            await _outage(pump, own_rtsp_server)
             await asyncio.sleep(1.5)
     assert len(recorder.files) >= 3
     assert recorder.outages == 1
