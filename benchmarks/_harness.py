@@ -43,11 +43,13 @@ class ChildError(RuntimeError):
 class Child:
     """``_child.py`` in a process of its own, importing camerapump from ``tree``."""
 
-    def __init__(self, tree: Path, log_dir: Path, name: str) -> None:
+    def __init__(
+        self, tree: Path, log_dir: Path, name: str, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}-{time.monotonic_ns()}.log"
         self._log: IO[bytes] = self.log_path.open("wb")
-        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, **(env or {}), PYTHONPATH=str(tree), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, str(CHILD)],
             stdin=subprocess.PIPE,

@@ -161,8 +161,9 @@ def _clients(
     tree: str,
     spec: Result,
     name: str,
+    env: dict[str, str] | None = None,
 ) -> Result:
-    with Child(ctx.trees[tree], ctx.log_dir, name) as child:
+    with Child(ctx.trees[tree], ctx.log_dir, name, env) as child:
         return child.call({"task": "clients", **spec}, timeout=90.0 + 2 * spec["n"])
 
 
@@ -273,6 +274,8 @@ def shaped(ctx: Context) -> Result:
     }
     sixteen: dict[str, tuple[str, Result]] = {
         "cp16": ("after", {"variant": "cp", "output": {**DETECTOR, "max_fps": 2}}),
+        # the same with the decode threads' long scheduler slice off (camerapump._sched)
+        "cp16_noslice": ("after", {"variant": "cp", "output": {**DETECTOR, "max_fps": 2}}),
         "pyav_a16": (
             "after",
             {"variant": "pyav", "mode": "shape_a", "shape": {**DETECTOR_SHAPE, "max_fps": 2}},
@@ -298,8 +301,9 @@ def shaped(ctx: Context) -> Result:
                 tree, spec = sixteen[name]
                 full = {"url": url, "n": 16, "seconds": ctx.settings.streams_seconds}
                 full.update({"pids": pids, "ticker": True})
+                env = {"CAMERAPUMP_DECODE_SLICE_MS": "0"} if name == "cp16_noslice" else None
                 try:
-                    res = _clients(ctx, tree, {**full, **spec}, f"shaped-{name}")
+                    res = _clients(ctx, tree, {**full, **spec}, f"shaped-{name}", env)
                 except Exception as exc:  # one variant failing must not cost the rest
                     out[f"{name}_error"] = str(exc)[:2000]
                     continue

@@ -13,6 +13,10 @@ outputs want it, converts it once per output (:mod:`camerapump._convert`) and
 hands the frames to its :class:`Sink`; a picture nobody takes costs the decode
 and nothing more.
 
+On Linux 6.12 and newer the thread first takes a long scheduler slice
+(:mod:`camerapump._sched`), so that the event loop gets a core first when it
+wakes; elsewhere it runs as any thread.
+
 Thread ownership: the container, stream, converters, taps and GOP buffer
 belong to the decode thread.  The flags under ``_cond`` (stop, active, tap
 changes) are written by any thread.  ``_consumed`` has one writer, the
@@ -41,7 +45,7 @@ from av.packet import Packet
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from . import _logfilter
+from . import _logfilter, _sched
 from ._backend import (
     check_fps,
     guard,
@@ -474,6 +478,8 @@ class Worker:
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Before FFmpeg starts the decoder's threads, which inherit it (see _sched).
+        _sched.yield_to_latency_work()
         try:
             supervise(self, self._sink, self._policy, live=self.source.is_live, rng=self._rng)
         except BaseException:
