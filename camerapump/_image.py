@@ -11,6 +11,7 @@ import av.error
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
+from ._convert import SWS_THREADS
 from ._errors import CameraError
 from ._frame import Frame
 
@@ -70,7 +71,7 @@ class JpegEncoder:
         if context is None or self._size != (frame.width, frame.height):
             context = self._open(frame.width, frame.height)
         picture = av.VideoFrame.from_ndarray(frame.data, format=frame.pixel_format)
-        picture = self._reformatter.reformat(picture, format="yuvj420p")
+        picture = self._reformatter.reformat(picture, format="yuvj420p", threads=SWS_THREADS)
         picture.pts = self._pts
         self._pts += 1
         try:
@@ -114,7 +115,7 @@ def save_image(frame: Frame, path: str | os.PathLike[str], *, quality: int = 90)
             if codec == "mjpeg":
                 q = _qscale(quality)
                 stream.codec_context.qmin = stream.codec_context.qmax = q
-            picture = picture.reformat(format=pix_fmt)
+            picture = picture.reformat(format=pix_fmt, threads=SWS_THREADS)
             picture.pts = 0
             for packet in stream.encode(picture):
                 out.mux(packet)

@@ -37,9 +37,11 @@ from av.codec.context import CodecContext
 from av.container import OutputContainer
 from av.packet import Packet
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from ._config import is_positive_number
+from ._convert import SWS_THREADS
 from ._errors import CameraError
 from ._handoff import LoopHandle
 from ._redact import redact_text
@@ -310,6 +312,7 @@ class Recorder:
         self._last_arrival = 0.0
         self._segment_start: float | None = None
         self._frame_index = 0
+        self._reformatter = VideoReformatter()  # one swscale context for the recording
         self._sessions = 0
         self._file_seconds = 0.0  # the current file's end so far, in seconds
 
@@ -556,7 +559,7 @@ class Recorder:
             self._open_file(self._template)
         assert self._out is not None
         assert self._out_stream is not None
-        picture = frame.reformat(format="yuv420p")
+        picture = self._reformatter.reformat(frame, format="yuv420p", threads=SWS_THREADS)
         picture.pts = self._frame_index
         picture.time_base = self._out_stream.codec_context.time_base
         self._frame_index += 1

@@ -6,6 +6,7 @@ Against the test source and files made with PyAV; the RTSP side is in test_rtsp.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from fractions import Fraction
@@ -14,10 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from av.video.reformatter import VideoReformatter
 from hypothesis import given
 from hypothesis import strategies as st
 
 import camerapump as cp
+from camerapump._convert import Converter
 from camerapump._output import plan
 from conftest import make_video
 
@@ -319,3 +322,24 @@ def test_an_explicit_size_on_a_stream_says_how_to_resize(video_file: Path) -> No
     with pytest.raises(cp.FormatNotSupported, match=r"output=cp.Output\(width=640, height=480\)"):
         with cp.open_camera(cp.Source.file(video_file), cp.StreamConfig(640, 480)):
             pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_conversions_start_no_swscale_threads() -> None:
+    # PyAV's default starts a swscale worker per core for every context, which cost a
+    # third more CPU per picture for no gain in wall time (camerapump._convert).
+    def threads() -> int:
+        return len(list(Path("/proc/self/task").iterdir()))
+
+    picture = av.VideoFrame.from_ndarray(np.zeros((720, 1280, 3), np.uint8), format="bgr24")
+    picture = picture.reformat(format="yuv420p", threads=1)
+    before = threads()
+    outputs = [cp.Output(width=640, height=640, fit="contain"), cp.Output(), cp.Output(width=2000)]
+    converters = [Converter(dataclasses.replace(o, pixel_format="rgb24")) for o in outputs]
+    for converter in converters:
+        assert converter.convert(picture)[0].size > 0
+    assert threads() == before
+    # The count does see swscale's workers: a context with two threads adds one.
+    reference = VideoReformatter()
+    reference.reformat(picture, width=640, height=360, format="rgb24", threads=2)
+    assert threads() == before + 1
