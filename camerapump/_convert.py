@@ -8,15 +8,15 @@ format are one swscale pass; a crop ("cover") is a window on its result and a
 pad ("contain") one copy onto black.  Every array handed out is fresh and
 read-only, so consumers that share an output share it safely.
 
-swscale runs single-threaded (:data:`SWS_THREADS`).  PyAV's default, one
-worker per core, woke threads for every picture and cost a third more CPU for
-no gain in wall time up to 1080p (measured on 2 cores, yuv420p to rgb24:
-1280x720 to 640x360 1.48 ms of CPU against 0.98 ms, both 1.0 ms of wall time;
-1920x1080 to bgr24 0.94 against 0.67 ms, 0.62 against 0.67 ms of wall time).
-Only a picture of 4 Mpix and more converts faster in wall time with workers
-(2688x1520 to bgr24: 1.2 against 1.7 ms), still far inside a frame interval.
-The parallelism of camerapump is one decode thread per pump and FFmpeg's
-decoder threads, not the conversion.
+swscale runs single-threaded for a paced source (:func:`sws_threads`): a
+camera, a stream, a file played at its own rate.  PyAV's default, one worker per
+core, woke threads for every picture and cost a third more CPU for no gain in
+wall time up to 1080p (measured on 2 cores, yuv420p: 1280x720 to 640x360 rgb24
+1.48 ms of CPU against 0.98 ms, both 1.0 ms of wall time; 1920x1080 to bgr24
+0.94 against 0.67 ms of CPU), and a paced decode thread has the time.  A file
+read as fast as it decodes (``realtime=False``) keeps the workers: there wall
+time is the figure, and they gave 1080p files about a tenth more frames a
+second in the benchmarks.
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from ._config import PIXEL_CHANNELS
 from ._output import Output, Plan, plan
 
-__all__ = ["SWS_THREADS", "Converter", "upright_rotation"]
+__all__ = ["SWS_THREADS", "Converter", "sws_threads", "upright_rotation"]
 
-#: swscale's threads for every conversion camerapump makes (see above).
+#: swscale's threads for a paced conversion (see above); 0 is one per core.
 SWS_THREADS = 1
+
+
+def sws_threads(*, paced: bool) -> int:
+    """swscale's threads for the pictures of a source that is ``paced`` or not (see above)."""
+    return SWS_THREADS if paced else 0
 
 
 def upright_rotation(vframe: VideoFrame) -> int:
@@ -57,11 +62,22 @@ class Converter:
     Args:
         output: The output, with its pixel format resolved.
         autorotate: Turn pictures upright as their display matrix says.
+        threads: swscale's threads (:func:`sws_threads`).
     """
 
-    __slots__ = ("_autorotate", "_channels", "_format", "_output", "_plans", "_reformatter")
+    __slots__ = (
+        "_autorotate",
+        "_channels",
+        "_format",
+        "_output",
+        "_plans",
+        "_reformatter",
+        "_threads",
+    )
 
-    def __init__(self, output: Output, *, autorotate: bool = True) -> None:
+    def __init__(
+        self, output: Output, *, autorotate: bool = True, threads: int = SWS_THREADS
+    ) -> None:
         if output.pixel_format is None:
             raise ValueError("a converter needs an output with a pixel format")
         self._output = output
@@ -69,6 +85,7 @@ class Converter:
         self._channels = PIXEL_CHANNELS[output.pixel_format]
         self._autorotate = autorotate
         self._reformatter = VideoReformatter()
+        self._threads = threads
         self._plans: dict[tuple[int, int], Plan] = {}
 
     @property
@@ -105,7 +122,7 @@ class Converter:
             height=target_h,
             format=self._format,
             interpolation=Interpolation.AREA if shrinking else Interpolation.BILINEAR,
-            threads=SWS_THREADS,
+            threads=self._threads,
         )
         data: npt.NDArray[np.uint8] = picture.to_ndarray()  # type: ignore[assignment]
         if turn:

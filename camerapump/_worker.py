@@ -57,7 +57,7 @@ from ._backend import (
     upright_size,
 )
 from ._config import ReconnectPolicy, StreamConfig, StreamFormat
-from ._convert import Converter
+from ._convert import Converter, sws_threads
 from ._demand import Demand, Pick
 from ._errors import CameraError, ConnectionFailed, FormatNotSupported, StreamTimeout
 from ._frame import Frame
@@ -877,7 +877,10 @@ class Worker:
         if converter is None:
             if len(self._converters) > 32:  # outputs come and go; keep the live ones
                 self._converters.clear()
-            converter = Converter(output, autorotate=self.config.autorotate)
+            paced = self.source.is_live or self.source.realtime
+            converter = Converter(
+                output, autorotate=self.config.autorotate, threads=sws_threads(paced=paced)
+            )
             self._converters[output] = converter
         data, shape = converter.convert(vframe)
         self.frames_converted += 1

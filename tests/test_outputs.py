@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import camerapump as cp
-from camerapump._convert import Converter
+from camerapump._convert import Converter, sws_threads
 from camerapump._output import plan
 from conftest import make_video
 
@@ -325,7 +325,7 @@ def test_an_explicit_size_on_a_stream_says_how_to_resize(video_file: Path) -> No
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
-def test_conversions_start_no_swscale_threads() -> None:
+def test_paced_conversions_start_no_swscale_threads() -> None:
     # PyAV's default starts a swscale worker per core for every context, which cost a
     # third more CPU per picture for no gain in wall time (camerapump._convert).
     def threads() -> int:
@@ -339,6 +339,8 @@ def test_conversions_start_no_swscale_threads() -> None:
     for converter in converters:
         assert converter.convert(picture)[0].size > 0
     assert threads() == before
+    # A file decoded as fast as it goes keeps swscale's workers (0: one per core).
+    assert (sws_threads(paced=True), sws_threads(paced=False)) == (1, 0)
     # The count does see swscale's workers: a context with two threads adds one.
     reference = VideoReformatter()
     reference.reformat(picture, width=640, height=360, format="rgb24", threads=2)
