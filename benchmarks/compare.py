@@ -195,6 +195,9 @@ def _stream_variant(ctx: Context, variant: str, url: str, n: int, pids: list[int
         return _clients(ctx, "after", {**base, "variant": "cp"}, f"n{n}-cp")
     if variant == "cp_trio":
         return _clients(ctx, "after", {**base, "variant": "cp", "backend": "trio"}, f"n{n}-trio")
+    if variant == "cp_noslice":  # the decode threads' long scheduler slice off (camerapump._sched)
+        env = {"CAMERAPUMP_DECODE_SLICE_MS": "0"}
+        return _clients(ctx, "after", {**base, "variant": "cp"}, f"n{n}-noslice", env)
     if variant == "cp_before":
         return _clients(ctx, "before", {**base, "variant": "cp"}, f"n{n}-before")
     if variant == "pyav":
@@ -221,7 +224,7 @@ def streams(ctx: Context) -> Result:
                 if n in ctx.settings.peer_counts:
                     names += ["pyav", "aiortc"]
                 if n == biggest:
-                    names += ["cp_trio"] + (["cp_before"] if ctx.has_before else [])
+                    names += ["cp_trio", "cp_noslice"] + (["cp_before"] if ctx.has_before else [])
                 for variant in ctx.rotate(names, salt=n):
                     try:
                         res = _stream_variant(ctx, variant, url, n, pids)

@@ -337,6 +337,7 @@ PEER_NAMES = {
     "cp": "camerapump",
     "cp_trio": "camerapump (trio)",
     "cp_before": "camerapump before (df0af37)",
+    "cp_noslice": "camerapump, decode slice off",
     "pyav": "plain PyAV loop",
     "pyav_fastprobe": "plain PyAV + camerapump's probe options",
     "opencv": "OpenCV VideoCapture",
@@ -428,7 +429,7 @@ def reconnect_table(f: Figures) -> list[str]:
 
 def streams_tables(f: Figures) -> list[str]:
     counts = _setting(f, "stream_counts", [1, 4, 8, 16])
-    variants = ["cp", "pyav", "aiortc", "ffmpeg", "cp_trio", "cp_before"]
+    variants = ["cp", "pyav", "aiortc", "ffmpeg", "cp_trio", "cp_noslice", "cp_before"]
     out: list[str] = []
     for title, fig, fmt, scale in (
         ("Event-loop lag p99 of a 5 ms ticker (ms)", "lag_p99_ms", "{:.2f}", 1.0),
