@@ -186,6 +186,10 @@ STREAM_FIGURES = (
 )
 
 
+#: The environment of a child whose decode threads keep the kernel's default slice.
+NO_SLICE = {"CAMERAPUMP_DECODE_SLICE_MS": "0"}
+
+
 def _stream_variant(ctx: Context, variant: str, url: str, n: int, pids: list[int]) -> Result:
     secs = ctx.settings.streams_seconds
     base = {"url": url, "n": n, "seconds": secs, "pids": pids, "ticker": True}
@@ -196,8 +200,7 @@ def _stream_variant(ctx: Context, variant: str, url: str, n: int, pids: list[int
     if variant == "cp_trio":
         return _clients(ctx, "after", {**base, "variant": "cp", "backend": "trio"}, f"n{n}-trio")
     if variant == "cp_noslice":  # the decode threads' long scheduler slice off (camerapump._sched)
-        env = {"CAMERAPUMP_DECODE_SLICE_MS": "0"}
-        return _clients(ctx, "after", {**base, "variant": "cp"}, f"n{n}-noslice", env)
+        return _clients(ctx, "after", {**base, "variant": "cp"}, f"n{n}-noslice", NO_SLICE)
     if variant == "cp_before":
         return _clients(ctx, "before", {**base, "variant": "cp"}, f"n{n}-before")
     if variant == "pyav":
@@ -304,7 +307,7 @@ def shaped(ctx: Context) -> Result:
                 tree, spec = sixteen[name]
                 full = {"url": url, "n": 16, "seconds": ctx.settings.streams_seconds}
                 full.update({"pids": pids, "ticker": True})
-                env = {"CAMERAPUMP_DECODE_SLICE_MS": "0"} if name == "cp16_noslice" else None
+                env = NO_SLICE if name == "cp16_noslice" else None
                 try:
                     res = _clients(ctx, tree, {**full, **spec}, f"shaped-{name}", env)
                 except Exception as exc:  # one variant failing must not cost the rest

@@ -877,7 +877,7 @@ class Worker:
         if converter is None:
             if len(self._converters) > 32:  # outputs come and go; keep the live ones
                 self._converters.clear()
-            paced = self.source.is_live or self.source.realtime
+            paced = not self.demand.processing  # a file read as fast as it decodes is not
             converter = Converter(
                 output, autorotate=self.config.autorotate, threads=sws_threads(paced=paced)
             )
