@@ -45,7 +45,7 @@ from av.packet import Packet
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
-from . import _logfilter, _sched
+from . import _logfilter, _memory, _sched
 from ._backend import (
     check_fps,
     guard,
@@ -296,6 +296,7 @@ class Worker:
         """
         secrets = self.source.secrets
         self._log_token = _logfilter.register(secrets) if secrets else None
+        _memory.keep_freed_pictures()  # once per process (see _memory)
         self._thread.start()
 
     def stop(self) -> None:
