@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import camerapump as cp
+from camerapump import _backend
 from conftest import _pump_threads
 from netfaults import GarbageResponder, RtspServer, SilentResponder, TcpProxy, free_port
 
@@ -268,3 +271,43 @@ async def test_rtsp_keyframes_only_skips_decoding_the_rest(rtsp_server: RtspServ
     gaps = [b.sequence - a.sequence for a, b in itertools.pairwise(frames)]
     assert all(g >= 1 for g in gaps)
     assert decoded <= len(frames) + 12  # the decoder skipped the non-keyframes
+
+
+def _native_threads() -> set[int]:
+    """Threads of this process that Python did not start (FFmpeg's workers), by id."""
+    python = {t.native_id for t in threading.enumerate()}
+    return {int(task.name) for task in Path("/proc/self/task").iterdir()} - python
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc (Linux)")
+async def test_a_paced_stream_decodes_on_its_decode_thread_alone(
+    rtsp_server: RtspServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 640x480 camera stream starts no FFmpeg decoder threads (camerapump._backend).
+
+    FFmpeg's slice threads cost CPU to wake for every picture and a paced decode
+    thread has the time; the control run, with FFmpeg's choice restored, shows
+    that the count does see them.
+    """
+
+    async def foreign_threads_while_streaming() -> set[int]:
+        before = _native_threads()
+        async with cp.open_pump(cp.Source.rtsp(rtsp_server.url())) as pump:
+            await pump.capture_frame(timeout=10)
+            return _native_threads() - before
+
+    assert await foreign_threads_while_streaming() == set()
+    monkeypatch.setattr(_backend, "decoder_threads", lambda *args: None)
+    assert len(await foreign_threads_while_streaming()) >= 1
+
+
+def test_which_sources_decode_single_threaded() -> None:
+    """Paced sources up to 1080p decode on one thread; big, unknown or processed keep FFmpeg's."""
+    stream = cp.Source.rtsp("rtsp://192.0.2.1/s")
+    assert _backend.decoder_threads(stream, 1280, 720) == 1
+    assert _backend.decoder_threads(stream, 1920, 1080) == 1
+    assert _backend.decoder_threads(stream, 2688, 1520) is None  # the detector camera of issue 9
+    assert _backend.decoder_threads(stream, 0, 0) is None  # size not known at open
+    assert _backend.decoder_threads(cp.Source.file("a.mp4"), 1280, 720) == 1  # played at its rate
+    assert _backend.decoder_threads(cp.Source.file("a.mp4", realtime=False), 1280, 720) is None
+    assert _backend.decoder_threads(cp.Source.usb(0), 1920, 1080) == 1
