@@ -34,6 +34,8 @@ Result = dict[str, Any]
 DETECTOR = {"width": 640, "height": 640, "fit": "contain", "max_fps": 5, "pixel_format": "rgb24"}
 #: The same for the baselines that shape frames themselves.
 DETECTOR_SHAPE = {"width": 640, "height": 640, "max_fps": 5}
+#: The stream most scenarios watch: 720p30, a keyframe a second (the ball picture).
+HD: Result = {"width": 1280, "height": 720, "fps": 30, "gop": 30}
 SLOW_WORK = 0.1  # seconds a slow consumer spends on each frame
 
 
@@ -218,7 +220,7 @@ def streams(ctx: Context) -> Result:
     """
     out: Result = {"counts": list(ctx.settings.stream_counts)}
     biggest = max(ctx.settings.stream_counts)
-    with RtspServer(width=1280, height=720, fps=30, gop=30) as server:
+    with RtspServer(**HD) as server:
         url = server.url("/h264")
         pids = [server.pid] if server.pid else []
         with keeper(url):
@@ -259,7 +261,8 @@ def shaped(ctx: Context) -> Result:
     One 720p30 H.264 RTSP stream, keyframe every 30 frames; process CPU seconds per
     second of stream, no loop-lag ticker in any variant (it would cost the same
     everywhere and hide the difference).  Then 16 such streams at 2 fps, with the ticker.
-    Then the detector and the keyframes again on the issue's own camera, 2688x1520@25.
+    Then the detector and the keyframes again on the issue's own camera, 2688x1520@25,
+    and on a 720p30 picture encoded as cameras do.
     """
     out: Result = {}
     one: dict[str, tuple[str, Result]] = {
@@ -290,17 +293,15 @@ def shaped(ctx: Context) -> Result:
     # The camera of the issue (2688x1520 at 25 fps, a keyframe a second): the same
     # consumers on 4.4 times the pixels, where decoding and converting cost more
     # and reading the packets about what it costs at 720p.
-    big: dict[str, tuple[str, Result]] = {
-        "big_cp_detector": one["cp_detector"],
-        "big_pyav_a": one["pyav_a"],
-        "big_cp_keys": one["cp_keys"],
-        "big_pyav_keys": one["pyav_keys"],
-    }
-    with RtspServer(width=1280, height=720, fps=30, gop=30) as server:
+    big = {f"big_{name}": one[name] for name in ("cp_detector", "pyav_a", "cp_keys", "pyav_keys")}
+    # A 720p30 picture as a camera sends it (textured, moving; CABAC and the
+    # deblocking filter on): about twice the decoding work of the ball above.
+    cam = {f"cam_{name}": one[name] for name in ("cp_detector", "pyav_a", "cp_keys", "pyav_keys")}
+    with RtspServer(**HD) as server:
         url = server.url("/h264")
         pids = [server.pid] if server.pid else []
         with keeper(url):
-            _one_stream_each(ctx, one, {"url": url, "pids": pids}, out)
+            _each_alone(ctx, one, {"url": url, "pids": pids}, out)
             for name in ctx.rotate(list(sixteen)):
                 tree, spec = sixteen[name]
                 full = {"url": url, "n": 16, "seconds": ctx.settings.streams_seconds}
@@ -314,14 +315,13 @@ def shaped(ctx: Context) -> Result:
                 _put(out, name, res, STREAM_FIGURES)
                 out[f"{name}_fps_min"] = min(res["fps_per_stream"])
                 time.sleep(0.5)
-    with RtspServer(width=2688, height=1520, fps=25, gop=25) as server:
-        url = server.url("/h264")
-        pids = [server.pid] if server.pid else []
-        with keeper(url):
-            _one_stream_each(ctx, big, {"url": url, "pids": pids}, out)
+    _one_stream_each(ctx, {"width": 2688, "height": 1520, "fps": 25, "gop": 25}, big, out)
+    _one_stream_each(ctx, {**HD, "picture": "camera"}, cam, out)
     ratio = _ratio(out)
     ratio("ratio_big_detector_vs_a", "big_cp_detector_cpu_per_s", "big_pyav_a_cpu_per_s")
     ratio("ratio_big_keys_vs_full_decode", "big_cp_keys_cpu_per_s", "big_pyav_keys_cpu_per_s")
+    ratio("ratio_cam_detector_vs_a", "cam_cp_detector_cpu_per_s", "cam_pyav_a_cpu_per_s")
+    ratio("ratio_cam_keys_vs_full_decode", "cam_cp_keys_cpu_per_s", "cam_pyav_keys_cpu_per_s")
     ratio("ratio_detector_vs_a", "cp_detector_cpu_per_s", "pyav_a_cpu_per_s")
     ratio("ratio_detector_vs_b", "cp_detector_cpu_per_s", "opencv_b_cpu_per_s")
     ratio("ratio_detector_vs_full", "cp_detector_cpu_per_s", "cp_full_cpu_per_s")
@@ -332,6 +332,16 @@ def shaped(ctx: Context) -> Result:
 
 
 def _one_stream_each(
+    ctx: Context, server: Result, variants: dict[str, tuple[str, Result]], out: Result
+) -> None:
+    """Each variant alone on a stream of a server of its own (``RtspServer(**server)``)."""
+    with RtspServer(**server) as rtsp:
+        url = rtsp.url("/h264")
+        with keeper(url):
+            _each_alone(ctx, variants, {"url": url, "pids": [rtsp.pid] if rtsp.pid else []}, out)
+
+
+def _each_alone(
     ctx: Context, variants: dict[str, tuple[str, Result]], stream: Result, out: Result
 ) -> None:
     """Each variant alone on the stream, in rotating order: its CPU per second of stream."""
@@ -373,7 +383,7 @@ def slow(ctx: Context) -> Result:
     and the probe before the first frame; see the time to first frame).
     """
     out: Result = {"seconds": ctx.settings.slow_seconds, "work_s": SLOW_WORK}
-    with RtspServer(width=1280, height=720, fps=30, gop=30) as server:
+    with RtspServer(**HD) as server:
         url = server.url("/h264")
         with keeper(url):
             for variant in ctx.rotate(list(PEERS)):
@@ -410,7 +420,7 @@ TTFF_VARIANTS = ("cp", "pyav", "pyav_fastprobe", "opencv", "aiortc")
 def ttff(ctx: Context) -> Result:
     """Open -> first bgr24 frame, joining a 720p30 stream another client already watches."""
     out: Result = {"keyframe_interval_s": 1.0}
-    with RtspServer(width=1280, height=720, fps=30, gop=30) as server:
+    with RtspServer(**HD) as server:
         url = server.url("/h264")
         with keeper(url):
             time.sleep(0.5)
@@ -451,7 +461,7 @@ def reconnect(ctx: Context) -> Result:
     against the backoff still pending then.
     """
     out: Result = {"kill_after_s": KILL_AFTER, "restart_after_s": RESTART_AFTER}
-    server = RtspServer(width=1280, height=720, fps=30, gop=30)
+    server = RtspServer(**HD)
     with server, children(ctx.trees, ctx.log_dir, dict.fromkeys(PEERS, "after")) as kids:
         url = server.url("/h264")
         for variant in ctx.rotate(list(PEERS)):

@@ -63,6 +63,9 @@ class RtspServer:
     width x height and half of it every ``resize_every`` s), all anonymous
     unless said otherwise. ``udp_only``: every mount refuses RTP over the
     RTSP TCP connection (PyAV's ``rtsp_transport=tcp`` fails with errno 93).
+    ``picture``: ``"ball"`` (a ball on black, x264 ultrafast: the cheapest H.264
+    to decode) or ``"camera"`` (a scrolling, textured picture, x264 veryfast with
+    CABAC and the deblocking filter, as cameras encode), for the H.264 mounts.
     """
 
     def __init__(
@@ -77,11 +80,13 @@ class RtspServer:
         password: str = "secret",
         udp_only: bool = False,
         resize_every: float = 1.0,
+        picture: str = "ball",
     ) -> None:
         self.port = port if port is not None else free_port()
         self.width, self.height, self.fps, self.gop = width, height, fps, gop
         self.user, self.password = user, password
         self.udp_only, self.resize_every = udp_only, resize_every
+        self.picture = picture
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -163,6 +168,7 @@ class RtspServer:
             "user": self.user,
             "password": self.password,
             "resize-every": self.resize_every,
+            "picture": self.picture,
         }
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT)]
         for name, value in options.items():

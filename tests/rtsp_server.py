@@ -3,9 +3,11 @@
 Run it with Debian's interpreter, which has PyGObject and GStreamer:
 
     /usr/bin/python3 tests/rtsp_server.py --port 8554 [--width 640 --height 480
-        --fps 30 --gop 30 --user alice --password secret --udp-only]
+        --fps 30 --gop 30 --user alice --password secret --udp-only
+        --picture ball|camera]
 
-It serves a live, moving ``videotestsrc`` picture on 127.0.0.1 only, at these
+It serves a live, moving ``videotestsrc`` picture on 127.0.0.1 only (``--picture``:
+see PICTURES), at these
 mount points at once:
 
 * ``/h264``      H.264 (x264enc, zerolatency), open to anonymous clients;
@@ -50,9 +52,23 @@ USER = "user"  # Basic credentials
 DIGEST_USER = "digest-user"  # Digest credentials
 
 
+# --picture: (videotestsrc properties, x264enc properties) of the H.264 mounts.
+# "ball" is the cheapest H.264 there is to decode (mostly black, ultrafast: no
+# CABAC, no deblocking); "camera" is textured and moving, encoded as cameras do
+# (CABAC and the deblocking filter on): about twice the decoding work at 720p.
+# No scene cuts: the scrolling picture made x264 start a GOP every third frame.
+PICTURES = {
+    "ball": ("pattern=ball", "tune=zerolatency speed-preset=ultrafast"),
+    "camera": (
+        "pattern=smpte horizontal-speed=3",
+        "tune=zerolatency speed-preset=veryfast option-string=scenecut=0",
+    ),
+}
+
+
 def source(args):
     return (
-        "videotestsrc is-live=true pattern=ball ! "
+        f"videotestsrc is-live=true {PICTURES[args.picture][0]} ! "
         f"video/x-raw,format=I420,width={args.width},height={args.height},"
         f"framerate={args.fps}/1"
     )
@@ -70,7 +86,7 @@ def h264_branch(args, pay, *, name="", scale=False):
     """
     resize = f"videoscale ! capsfilter name={name} ! " if scale else ""
     return (
-        f"{source(args)} ! {resize}x264enc tune=zerolatency speed-preset=ultrafast "
+        f"{source(args)} ! {resize}x264enc {PICTURES[args.picture][1]} "
         f"key-int-max={args.gop} bitrate=1000 ! "
         f"rtph264pay name={pay} pt=96 config-interval=1"
     )
@@ -226,6 +242,7 @@ def main(argv=None):
     p.add_argument("--user", default="alice")
     p.add_argument("--password", default="secret")
     p.add_argument("--udp-only", action="store_true", help="refuse RTP over the RTSP connection")
+    p.add_argument("--picture", choices=sorted(PICTURES), default="ball", help="see PICTURES")
     p.add_argument("--resize-every", type=float, default=1.0, help="seconds per size on /resize")
     args = p.parse_args(argv)
 
