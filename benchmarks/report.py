@@ -152,11 +152,19 @@ TARGETS: list[Target] = [
     ),
     Target(
         "9",
-        "CPU of keyframes_only / full decode (keyframes converted), keyframe every 30 frames",
+        "CPU of keyframes_only / full decode (keyframes converted), 720p30, keyframe every 30",
         "shaped.ratio_keys_vs_full_decode",
         "{:.2f}",
         "<= 0.25",
         _at_most("shaped.ratio_keys_vs_full_decode", 0.25),
+    ),
+    Target(
+        "9",
+        "the same on the issue's camera, 2688x1520@25, keyframe every 30 frames",
+        "shaped.ratio_big_keys_vs_full_decode",
+        "{:.2f}",
+        "<= 0.25",
+        _at_most("shaped.ratio_big_keys_vs_full_decode", 0.25),
     ),
     Target(
         "9",
@@ -516,7 +524,7 @@ def shaped_tables(f: Figures) -> list[str]:
     out += [
         "",
         "| the same consumers on two other streams, CPU in % of one core "
-        "| 2688x1520@25 (the issue's camera) | ratio | 720p30 as a camera encodes | ratio |",
+        "| 2688x1520@25, the issue's camera | ratio | 720p30 as a camera encodes | ratio |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for key, label, ratio in (
@@ -1102,7 +1110,10 @@ def render(result: Result, plots: dict[str, str], plot_dir: str) -> str:
         "any variant (it would cost the same everywhere). The detector wants 640x640 rgb24, "
         "letterboxed, at most 5 fps; the baselines pick their frames the same way (at least "
         "1/5 s apart on the stream's clock) and letterbox with `cv2.resize` (INTER_AREA) "
-        "onto black.",
+        "onto black. The detector and the keyframes pair also run on the issue's own camera "
+        "(2688x1520@25, a keyframe every 30 frames) and on a 720p30 picture encoded as "
+        "cameras encode (textured, scrolling, CABAC and deblocking on; the ball above is the "
+        "cheapest H.264 there is to decode).",
         "",
         *shaped_tables(f),
         "",
