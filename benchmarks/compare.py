@@ -295,7 +295,7 @@ def shaped(ctx: Context) -> Result:
     # and reading the packets about what it costs at 720p.
     big = {f"big_{name}": one[name] for name in ("cp_detector", "pyav_a", "cp_keys", "pyav_keys")}
     # A 720p30 picture as a camera sends it (textured, moving; CABAC and the
-    # deblocking filter on): about twice the decoding work of the ball above.
+    # deblocking filter on): 1.7 to 1.8 times the decoding work of the ball above.
     cam = {f"cam_{name}": one[name] for name in ("cp_detector", "pyav_a", "cp_keys", "pyav_keys")}
     with RtspServer(**HD) as server:
         url = server.url("/h264")

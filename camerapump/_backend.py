@@ -409,7 +409,7 @@ def _open_input(
     return container, stream
 
 
-#: The largest picture a paced source decodes on its decode thread alone (1080p).
+#: The most pixels a paced source's picture has to decode on its decode thread alone (1080p).
 SINGLE_THREAD_DECODE_PIXELS = 1920 * 1088
 
 
@@ -417,7 +417,7 @@ def decoder_threads(source: Source, width: int, height: int) -> int | None:
     """The decoder's thread count for ``source``, or None for FFmpeg's choice.
 
     A paced source (a camera, a stream, a file played at its own rate) whose
-    picture is at most 1920x1080 decodes on the decode thread alone.  FFmpeg's
+    picture has at most 1920x1088 pixels decodes on the decode thread alone.  FFmpeg's
     slice threads (one per core, plus one) only split pictures that were encoded
     in several slices, and for those they cost CPU to wake: measured on 2 cores,
     H.264 with 4 slices took 5 to 8 % more CPU a picture with them (720p 2.06

@@ -65,7 +65,8 @@ class RtspServer:
     RTSP TCP connection (PyAV's ``rtsp_transport=tcp`` fails with errno 93).
     ``picture``: ``"ball"`` (a ball on black, x264 ultrafast: the cheapest H.264
     to decode) or ``"camera"`` (a scrolling, textured picture, x264 veryfast with
-    CABAC and the deblocking filter, as cameras encode), for the H.264 mounts.
+    CABAC and the deblocking filter, as cameras encode): the picture of every mount,
+    the encoder settings of the H.264 ones.
     """
 
     def __init__(

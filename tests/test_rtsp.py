@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -297,8 +298,9 @@ async def test_a_paced_stream_decodes_on_its_decode_thread_alone(
             return _native_threads() - before
 
     assert await foreign_threads_while_streaming() == set()
-    monkeypatch.setattr(_backend, "decoder_threads", lambda *args: None)
-    assert len(await foreign_threads_while_streaming()) >= 1
+    if len(os.sched_getaffinity(0)) > 1:  # on one CPU FFmpeg's own choice is one thread too
+        monkeypatch.setattr(_backend, "decoder_threads", lambda *args: None)
+        assert len(await foreign_threads_while_streaming()) >= 1
 
 
 def test_which_sources_decode_single_threaded() -> None:
