@@ -428,8 +428,7 @@ def decoder_threads(source: Source, width: int, height: int) -> int | None:
     as fast as they decode (``realtime=False``, where wall time is the figure)
     keep FFmpeg's threads.
     """
-    paced = source.is_live or source.realtime
-    if paced and 0 < width * height <= SINGLE_THREAD_DECODE_PIXELS:
+    if not source.processed and 0 < width * height <= SINGLE_THREAD_DECODE_PIXELS:
         return 1
     return None
 

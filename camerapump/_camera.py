@@ -156,7 +156,7 @@ class Camera:
         self.source = source
         self.config = config or StreamConfig()
         self.output = (output or Output()).resolved(self.config.pixel_format)
-        processing = source.kind == "file" and not source.realtime
+        processing = source.processed
         self._processing = processing
         eager = processing or buffer > 1
         self._demand = Demand()

@@ -172,7 +172,7 @@ class Pump:
         self._source = source
         self._config = config or StreamConfig()
         self._policy = policy
-        self._processing = source.kind == "file" and not source.realtime
+        self._processing = source.processed
         self._explicit_output = output is not None
         self._output = (output or Output()).resolved(self._config.pixel_format)
         self._buffer = buffer

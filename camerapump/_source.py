@@ -340,6 +340,11 @@ class Source:
         return KIND_TRAITS[self.kind].live
 
     @property
+    def processed(self) -> bool:
+        """True for a file read as fast as it decodes (``realtime=False``), not paced."""
+        return self.kind == "file" and not self.realtime
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """The credential strings this source carries (for redaction)."""
         if not KIND_TRAITS[self.kind].network or not isinstance(self.target, str):

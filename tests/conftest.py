@@ -88,6 +88,11 @@ def _pump_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("camerapump-")]
 
 
+def _task_ids() -> set[int]:
+    """Every thread of this process, Python's and native ones, by id (Linux's /proc)."""
+    return {int(task.name) for task in Path("/proc/self/task").iterdir()}
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import camerapump as cp
 from camerapump._convert import Converter, sws_threads
 from camerapump._output import plan
-from conftest import make_video
+from conftest import _task_ids, make_video
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -330,9 +330,7 @@ def test_paced_conversions_start_no_swscale_threads() -> None:
     # third more CPU per picture for no gain in wall time (camerapump._convert).
     # The process's thread ids: a thread left by an earlier test may end meanwhile, so
     # the test looks for threads that appear, not at the count.
-    def threads() -> set[str]:
-        return {task.name for task in Path("/proc/self/task").iterdir()}
-
+    threads = _task_ids
     picture = av.VideoFrame.from_ndarray(np.zeros((720, 1280, 3), np.uint8), format="bgr24")
     picture = picture.reformat(format="yuv420p", threads=1)
     before = threads()

@@ -14,7 +14,7 @@ import pytest
 
 import camerapump as cp
 from camerapump import _backend
-from conftest import _pump_threads
+from conftest import _pump_threads, _task_ids
 from netfaults import GarbageResponder, RtspServer, SilentResponder, TcpProxy, free_port
 
 pytestmark = [pytest.mark.rtsp, pytest.mark.timeout(60)]
@@ -276,8 +276,7 @@ async def test_rtsp_keyframes_only_skips_decoding_the_rest(rtsp_server: RtspServ
 
 def _native_threads() -> set[int]:
     """Threads of this process that Python did not start (FFmpeg's workers), by id."""
-    python = {t.native_id for t in threading.enumerate()}
-    return {int(task.name) for task in Path("/proc/self/task").iterdir()} - python
+    return _task_ids() - {t.native_id for t in threading.enumerate()}
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc (Linux)")
